@@ -1,0 +1,13 @@
+//! Types shared by `ironic-discoverd` and `ironic-discoverd-fw-helper`, and
+//! nothing else: MAC addresses, interface names, the helper wire protocol,
+//! and the INI option reader both binaries use for `discoverd.conf`.
+#![forbid(unsafe_code)]
+
+pub mod iface;
+pub mod ini;
+pub mod mac;
+pub mod protocol;
+
+pub use iface::{InterfaceName, InterfaceNameError};
+pub use mac::{MacAddr, MacError};
+pub use protocol::{FilterMode, FilterState};
