@@ -144,7 +144,7 @@ impl<'a> Section<'a> {
             .iter()
             .filter(|(k, _)| k.trim().eq_ignore_ascii_case(key))
             .map(|(_, v)| v.trim())
-            .last()
+            .next_back()
     }
 
     /// A string option; an empty value counts as unset, as in ConfigParser
@@ -237,6 +237,12 @@ impl<'a> Section<'a> {
         }
     }
 
+    /// The option names asked for so far, lower-cased: after a full load,
+    /// every option the program knows.
+    pub fn used_keys(&self) -> BTreeSet<String> {
+        self.used.lock().map(|u| u.clone()).unwrap_or_default()
+    }
+
     /// Fails on the first option present in the file that was never asked
     /// for, or that is not in `also_known` (options accepted and ignored,
     /// such as ones a newer or older release used).
@@ -244,7 +250,7 @@ impl<'a> Section<'a> {
         let Some(props) = self.props else {
             return Ok(());
         };
-        let used = self.used.lock().map(|u| u.clone()).unwrap_or_default();
+        let used = self.used_keys();
         for (k, _) in props.iter() {
             let k = k.trim().to_ascii_lowercase();
             if !used.contains(&k) && !also_known.contains(&k.as_str()) {
