@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod ironic;
 pub mod logging;
 pub mod server;
 
