@@ -1,0 +1,63 @@
+//! The real `ironic-discoverd` binary refuses bad configuration with a
+//! message that names the file, option and value, and exit code 1.
+
+use std::process::Command;
+
+use ironic_discoverd_e2e::binary;
+
+fn run_with_conf(text: &str, legacy: bool) -> anyhow::Result<(i32, String)> {
+    let dir = tempfile::tempdir()?;
+    let conf = dir.path().join("discoverd.conf");
+    std::fs::write(&conf, text)?;
+    let mut cmd = Command::new(binary("ironic-discoverd")?);
+    if !legacy {
+        cmd.arg("--config-file");
+    }
+    let out = cmd.arg(&conf).output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr).replace(&conf.display().to_string(), "CONF");
+    Ok((out.status.code().unwrap_or(-1), stderr))
+}
+
+#[test]
+fn bad_timeout_names_file_option_and_value() -> anyhow::Result<()> {
+    let (code, err) = run_with_conf("[discoverd]\ndatabase = /tmp/x.sqlite\ntimeout = abc\n", false)?;
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("CONF: [discoverd] timeout = \"abc\""),
+        "message should name file, option and value: {err}"
+    );
+    Ok(())
+}
+
+#[test]
+fn missing_database_is_a_clear_startup_error() -> anyhow::Result<()> {
+    let (code, err) = run_with_conf("[discoverd]\nos_username = admin\n", true)?;
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("CONF: [discoverd] database is required but not set"),
+        "{err}"
+    );
+    Ok(())
+}
+
+#[test]
+fn unknown_option_is_refused() -> anyhow::Result<()> {
+    let (code, err) = run_with_conf(
+        "[discoverd]\ndatabase = /tmp/x.sqlite\nmanage_firewal = false\n",
+        false,
+    )?;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("unknown option \"manage_firewal\""), "{err}");
+    Ok(())
+}
+
+#[test]
+fn usage_errors_exit_2() -> anyhow::Result<()> {
+    let out = Command::new(binary("ironic-discoverd")?).output()?;
+    assert_eq!(out.status.code(), Some(2));
+    let out = Command::new(binary("ironic-discoverd")?)
+        .arg("--bogus")
+        .output()?;
+    assert_eq!(out.status.code(), Some(2));
+    Ok(())
+}
