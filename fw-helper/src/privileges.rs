@@ -1,0 +1,164 @@
+//! Holding CAP_NET_ADMIN and nothing else.
+//!
+//! Started as root, the helper binds its socket first and then drops, in
+//! the order that was verified on this machine kind (shared/spec/
+//! nftables.md §7): keep caps across setuid, shrink the bounding set while
+//! CAP_SETPCAP is still there, switch groups and ids, set permitted and
+//! effective to {NET_ADMIN}, clear inheritable and ambient, forbid new
+//! privileges. Started without root (systemd `AmbientCapabilities=`), it
+//! checks that it has CAP_NET_ADMIN and refuses to run with more.
+
+use std::collections::HashSet;
+
+use caps::{CapSet, Capability, CapsHashSet};
+use nix::unistd::{Gid, Uid, User};
+
+/// What the process kept, for the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kept {
+    pub uid: Uid,
+    pub gid: Gid,
+    pub effective: Vec<String>,
+    pub ambient: bool,
+}
+
+/// One failed step of the drop, named after the step.
+#[derive(Debug, thiserror::Error)]
+pub enum PrivilegeError {
+    #[error("failed to find user {user:?} to drop to: {message}")]
+    User { user: String, message: String },
+    #[error("failed to keep capabilities across the uid change: {0}")]
+    KeepCaps(#[source] nix::Error),
+    #[error("failed to shrink the capability bounding set: {0}")]
+    Bounding(#[source] caps::errors::CapsError),
+    #[error("failed to drop supplementary groups: {0}")]
+    Groups(#[source] nix::Error),
+    #[error("failed to switch to gid {gid}: {source}")]
+    SetGid {
+        gid: Gid,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("failed to switch to uid {uid}: {source}")]
+    SetUid {
+        uid: Uid,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("failed to set the {set} capability set: {source}")]
+    Caps {
+        set: &'static str,
+        #[source]
+        source: caps::errors::CapsError,
+    },
+    #[error("failed to set no_new_privs: {0}")]
+    NoNewPrivs(#[source] nix::Error),
+    #[error(
+        "CAP_NET_ADMIN is not in the effective set: start as root or grant it (AmbientCapabilities=CAP_NET_ADMIN)"
+    )]
+    MissingNetAdmin,
+    #[error(
+        "running with capabilities beyond CAP_NET_ADMIN ({0}); drop them (CapabilityBoundingSet=CAP_NET_ADMIN) or set allow_extra_capabilities = true"
+    )]
+    TooMany(String),
+}
+
+fn only_net_admin() -> CapsHashSet {
+    let mut s = HashSet::new();
+    s.insert(Capability::CAP_NET_ADMIN);
+    s
+}
+
+fn names(set: &CapsHashSet) -> Vec<String> {
+    let mut v: Vec<String> = set.iter().map(|c| c.to_string()).collect();
+    v.sort();
+    v
+}
+
+fn caps_step(set: &'static str) -> impl FnOnce(caps::errors::CapsError) -> PrivilegeError {
+    move |source| PrivilegeError::Caps { set, source }
+}
+
+/// Drops from root to `user`, keeping only CAP_NET_ADMIN. With
+/// `ambient`, CAP_NET_ADMIN is also made inheritable and ambient, so that
+/// child processes (the iptables backend's `iptables-nft-restore`) keep it.
+pub fn drop_root(user: &str, ambient: bool) -> Result<Kept, PrivilegeError> {
+    let target = match user.parse::<u32>() {
+        Ok(n) => (Uid::from_raw(n), Gid::from_raw(n)),
+        Err(_) => match User::from_name(user) {
+            Ok(Some(u)) => (u.uid, u.gid),
+            Ok(None) => {
+                return Err(PrivilegeError::User {
+                    user: user.into(),
+                    message: "no such user".into(),
+                });
+            }
+            Err(e) => {
+                return Err(PrivilegeError::User {
+                    user: user.into(),
+                    message: e.to_string(),
+                });
+            }
+        },
+    };
+    let (uid, gid) = target;
+    // 1. Keep permitted caps across setresuid.
+    nix::sys::prctl::set_keepcaps(true).map_err(PrivilegeError::KeepCaps)?;
+    // 2. Shrink the bounding set while CAP_SETPCAP is still effective.
+    for cap in caps::runtime::thread_all_supported() {
+        if cap != Capability::CAP_NET_ADMIN {
+            caps::drop(None, CapSet::Bounding, cap).map_err(PrivilegeError::Bounding)?;
+        }
+    }
+    // 3. Groups, then gid, then uid (after setuid we could not change gid).
+    nix::unistd::setgroups(&[]).map_err(PrivilegeError::Groups)?;
+    nix::unistd::setresgid(gid, gid, gid).map_err(|source| PrivilegeError::SetGid { gid, source })?;
+    nix::unistd::setresuid(uid, uid, uid).map_err(|source| PrivilegeError::SetUid { uid, source })?;
+    // 4. Exactly NET_ADMIN, permitted and effective.
+    caps::set(None, CapSet::Permitted, &only_net_admin()).map_err(caps_step("permitted"))?;
+    caps::set(None, CapSet::Effective, &only_net_admin()).map_err(caps_step("effective"))?;
+    // 5. Nothing inherited by children, unless the backend runs programs.
+    if ambient {
+        caps::set(None, CapSet::Inheritable, &only_net_admin()).map_err(caps_step("inheritable"))?;
+        caps::raise(None, CapSet::Ambient, Capability::CAP_NET_ADMIN).map_err(caps_step("ambient"))?;
+    } else {
+        caps::clear(None, CapSet::Ambient).map_err(caps_step("ambient"))?;
+        caps::clear(None, CapSet::Inheritable).map_err(caps_step("inheritable"))?;
+    }
+    nix::sys::prctl::set_keepcaps(false).map_err(PrivilegeError::KeepCaps)?;
+    // 6. No way back up through setuid binaries or file capabilities.
+    nix::sys::prctl::set_no_new_privs().map_err(PrivilegeError::NoNewPrivs)?;
+    current(ambient)
+}
+
+/// For a helper started unprivileged: checks it has CAP_NET_ADMIN and,
+/// unless `allow_extra`, nothing more; then sets no_new_privs.
+pub fn check_unprivileged(allow_extra: bool, ambient: bool) -> Result<Kept, PrivilegeError> {
+    let eff = caps::read(None, CapSet::Effective).map_err(caps_step("effective"))?;
+    if !eff.contains(&Capability::CAP_NET_ADMIN) {
+        return Err(PrivilegeError::MissingNetAdmin);
+    }
+    let permitted = caps::read(None, CapSet::Permitted).map_err(caps_step("permitted"))?;
+    let extra: CapsHashSet = permitted.difference(&only_net_admin()).copied().collect();
+    if !extra.is_empty() && !allow_extra {
+        return Err(PrivilegeError::TooMany(names(&extra).join(", ")));
+    }
+    if ambient {
+        // Children need NET_ADMIN ambient; systemd's AmbientCapabilities=
+        // already put it there, raise it in case we were started otherwise.
+        let _ = caps::set(None, CapSet::Inheritable, &only_net_admin());
+        let _ = caps::raise(None, CapSet::Ambient, Capability::CAP_NET_ADMIN);
+    }
+    nix::sys::prctl::set_no_new_privs().map_err(PrivilegeError::NoNewPrivs)?;
+    current(ambient)
+}
+
+fn current(ambient: bool) -> Result<Kept, PrivilegeError> {
+    let eff = caps::read(None, CapSet::Effective).map_err(caps_step("effective"))?;
+    Ok(Kept {
+        uid: Uid::current(),
+        gid: Gid::current(),
+        effective: names(&eff),
+        ambient,
+    })
+}
