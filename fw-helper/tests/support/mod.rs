@@ -1,6 +1,6 @@
 //! A helper process in its own network namespace, and a client for it.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
