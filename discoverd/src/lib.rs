@@ -5,9 +5,19 @@
 //! over a Unix socket to keep the DHCP filter in the state it computes.
 #![forbid(unsafe_code)]
 
+pub mod api;
+pub mod app;
 pub mod config;
+pub mod firewall;
+pub mod introspect;
 pub mod ironic;
 pub mod logging;
+pub mod node_cache;
+pub mod periodic;
+pub mod process;
 pub mod server;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
+pub use app::run;
 pub use config::Config;

@@ -77,10 +77,7 @@ fn run(config: Config) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("failed to bind the HTTP API to {addr}"))?;
         tracing::info!(%addr, "ironic-discoverd listening");
-        server::serve(listener, server::version_router(), server::shutdown_signal())
-            .await
-            .context("HTTP server failed")?;
-        tracing::info!("stopped");
+        discoverd::run(config, listener, server::shutdown_signal()).await?;
         Ok(())
     })
 }

@@ -1,8 +1,10 @@
 //! Talking to Ironic: typed resources ([`model`]) and, built on them, the
 //! REST client.
 
+pub mod client;
 pub mod model;
 
+pub use client::{IronicClient, IronicError, RetryPolicy};
 pub use model::{InterfaceValidation, Node, PatchOp, Port};
 
 use std::fmt::Debug;

@@ -1,0 +1,660 @@
+//! The DHCP filter's desired state, and keeping the helper in step with it.
+//!
+//! The daemon computes *what* the filter must hold with a pure function of
+//! (Ironic's port MACs, MACs under introspection, mode) and sends it to
+//! `ironic-discoverd-fw-helper`, which owns the kernel. Full syncs happen
+//! at startup and on every periodic tick; introspection start and finish
+//! send incremental changes. When the helper is away the daemon keeps
+//! working, remembers that the filter is stale, and a reconnector resends
+//! the full state as soon as the helper answers again. When Ironic cannot
+//! be read, the last good state stays.
+
+use std::collections::{BTreeSet, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use common::protocol::{self, ErrorCode, PROTOCOL_VERSION, Reply, ReplyBody, Request, RequestBody};
+use common::{FilterMode, FilterState, InterfaceName, MacAddr};
+use tokio::net::UnixStream;
+
+/// How often the reconnector checks for a stale filter.
+const RECONNECT_POLL: Duration = Duration::from_millis(250);
+
+/// The desired set and what could not be put in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredMacs {
+    pub macs: Vec<MacAddr>,
+    /// Addresses that are not valid unicast MACs, left out.
+    pub skipped: Vec<String>,
+}
+
+fn parse_all<'a>(macs: impl IntoIterator<Item = &'a String>, skipped: &mut Vec<String>) -> BTreeSet<MacAddr> {
+    let mut out = BTreeSet::new();
+    for m in macs {
+        match MacAddr::parse_unicast(m) {
+            Ok(mac) => {
+                out.insert(mac);
+            }
+            Err(_) => skipped.push(m.clone()),
+        }
+    }
+    out
+}
+
+/// Pure: the MACs the filter's set must hold. Deny mode: every Ironic
+/// port's MAC except those under introspection (discoverd 1.0, §7).
+/// Allow mode: exactly the MACs under introspection.
+pub fn desired_macs(
+    mode: FilterMode,
+    ironic_port_macs: &[String],
+    active_macs: &HashSet<String>,
+) -> DesiredMacs {
+    let mut skipped = Vec::new();
+    let active = parse_all(active_macs.iter(), &mut skipped);
+    let macs = match mode {
+        FilterMode::Deny => {
+            let ironic = parse_all(ironic_port_macs.iter(), &mut skipped);
+            ironic.difference(&active).copied().collect()
+        }
+        FilterMode::Allow => active.into_iter().collect(),
+    };
+    skipped.sort();
+    skipped.dedup();
+    DesiredMacs { macs, skipped }
+}
+
+/// Settings from the config file.
+#[derive(Debug, Clone)]
+pub struct FirewallSettings {
+    /// `manage_firewall`; when false every call is a no-op.
+    pub enabled: bool,
+    pub socket: PathBuf,
+    pub mode: FilterMode,
+    pub interfaces: Vec<InterfaceName>,
+    pub request_timeout: Duration,
+}
+
+/// Why the helper could not be made to hold the state.
+#[derive(Debug, thiserror::Error)]
+pub enum FirewallError {
+    #[error("failed to reach the firewall helper at {path}: {message}")]
+    Unreachable { path: String, message: String },
+    #[error("the firewall helper did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("the firewall helper refused the request ({code:?}): {message}")]
+    Refused { code: ErrorCode, message: String },
+    #[error("unexpected answer from the firewall helper: {0}")]
+    Protocol(String),
+}
+
+/// What `/readyz` and metrics report.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FirewallStatus {
+    pub enabled: bool,
+    pub connected: bool,
+    pub synced_once: bool,
+    /// True when the kernel may not hold the desired state.
+    pub stale: bool,
+    pub mac_count: usize,
+    pub last_sync: Option<SystemTime>,
+    pub last_error: Option<String>,
+}
+
+/// Outcome of a full sync.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncOutcome {
+    pub mac_count: usize,
+    pub skipped: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+struct Desired {
+    /// Ironic's port MACs from the last successful listing; `None` until then.
+    ironic: Option<Vec<String>>,
+    active: HashSet<String>,
+    status: FirewallStatus,
+}
+
+#[derive(Debug)]
+struct Conn {
+    stream: UnixStream,
+    next_id: u64,
+}
+
+#[derive(Debug)]
+struct Inner {
+    settings: FirewallSettings,
+    desired: Mutex<Desired>,
+    /// One request at a time on one connection.
+    conn: tokio::sync::Mutex<Option<Conn>>,
+}
+
+/// The daemon's side of the filter. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Firewall {
+    inner: Arc<Inner>,
+}
+
+impl Firewall {
+    pub fn new(settings: FirewallSettings) -> Self {
+        let status = FirewallStatus {
+            enabled: settings.enabled,
+            ..FirewallStatus::default()
+        };
+        Firewall {
+            inner: Arc::new(Inner {
+                settings,
+                desired: Mutex::new(Desired {
+                    status,
+                    ..Desired::default()
+                }),
+                conn: tokio::sync::Mutex::new(None),
+            }),
+        }
+    }
+
+    fn desired(&self) -> std::sync::MutexGuard<'_, Desired> {
+        self.inner
+            .desired
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn status(&self) -> FirewallStatus {
+        self.desired().status.clone()
+    }
+
+    pub fn mode(&self) -> FilterMode {
+        self.inner.settings.mode
+    }
+
+    /// Records a failure: the kernel may now differ from the desired state.
+    fn failed(&self, e: &FirewallError) {
+        let mut d = self.desired();
+        d.status.stale = true;
+        d.status.last_error = Some(e.to_string());
+        if matches!(e, FirewallError::Unreachable { .. } | FirewallError::Timeout(_)) {
+            d.status.connected = false;
+        }
+    }
+
+    /// Sends one request on the (re)opened connection, with a timeout.
+    async fn request(&self, body: RequestBody) -> Result<ReplyBody, FirewallError> {
+        let timeout = self.inner.settings.request_timeout;
+        let mut guard = self.inner.conn.lock().await;
+        let result = tokio::time::timeout(timeout, async {
+            if guard.is_none() {
+                *guard = Some(self.connect().await?);
+            }
+            let conn = guard
+                .as_mut()
+                .ok_or_else(|| FirewallError::Protocol("no connection".into()))?;
+            exchange(conn, body).await
+        })
+        .await
+        .unwrap_or(Err(FirewallError::Timeout(timeout)));
+        match &result {
+            Ok(_) => self.desired().status.connected = true,
+            // The stream may be mid-frame: start over next time.
+            Err(_) => *guard = None,
+        }
+        result
+    }
+
+    async fn connect(&self) -> Result<Conn, FirewallError> {
+        let path = &self.inner.settings.socket;
+        let stream = UnixStream::connect(path)
+            .await
+            .map_err(|e| FirewallError::Unreachable {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })?;
+        let mut conn = Conn { stream, next_id: 1 };
+        match exchange(
+            &mut conn,
+            RequestBody::Hello {
+                version: PROTOCOL_VERSION,
+            },
+        )
+        .await?
+        {
+            ReplyBody::Hello { backend, .. } => {
+                tracing::info!(%backend, socket = %path.display(), "connected to the firewall helper");
+                Ok(conn)
+            }
+            other => Err(FirewallError::Protocol(format!("hello answered with {other:?}"))),
+        }
+    }
+
+    /// The full state from what is remembered, if Ironic was read once.
+    fn full_state(&self) -> Option<(FilterState, Vec<String>)> {
+        let d = self.desired();
+        let ironic = d.ironic.as_ref()?;
+        let want = desired_macs(self.inner.settings.mode, ironic, &d.active);
+        Some((
+            FilterState {
+                interfaces: self.inner.settings.interfaces.clone(),
+                mode: self.inner.settings.mode,
+                macs: want.macs,
+            },
+            want.skipped,
+        ))
+    }
+
+    async fn send_full(&self) -> Result<SyncOutcome, FirewallError> {
+        let Some((state, skipped)) = self.full_state() else {
+            return Ok(SyncOutcome {
+                mac_count: 0,
+                skipped: Vec::new(),
+            });
+        };
+        let n = state.macs.len();
+        match self.request(RequestBody::Sync(state)).await {
+            Ok(ReplyBody::Applied(s)) => {
+                let mut d = self.desired();
+                d.status.stale = false;
+                d.status.synced_once = true;
+                d.status.mac_count = s.mac_count;
+                d.status.last_sync = Some(SystemTime::now());
+                d.status.last_error = None;
+                Ok(SyncOutcome {
+                    mac_count: n,
+                    skipped,
+                })
+            }
+            Ok(other) => Err(refusal(other)),
+            Err(e) => Err(e),
+        }
+        .inspect_err(|e| self.failed(e))
+    }
+
+    /// Recomputes the whole state from Ironic's ports and the active MACs
+    /// and sends it as one full sync.
+    pub async fn sync(
+        &self,
+        ironic_port_macs: &[String],
+        active_macs: &HashSet<String>,
+    ) -> Result<SyncOutcome, FirewallError> {
+        if !self.inner.settings.enabled {
+            return Ok(SyncOutcome {
+                mac_count: 0,
+                skipped: Vec::new(),
+            });
+        }
+        {
+            let mut d = self.desired();
+            d.ironic = Some(ironic_port_macs.to_vec());
+            d.active = active_macs.clone();
+        }
+        let outcome = self.send_full().await?;
+        if !outcome.skipped.is_empty() {
+            tracing::warn!(skipped = ?outcome.skipped, "Ironic ports with addresses that cannot be filtered were left out");
+        }
+        Ok(outcome)
+    }
+
+    /// Sends an incremental change; falls back to a full sync when the
+    /// helper has no state to change (restarted, never synced).
+    async fn incremental(&self, body: RequestBody) -> Result<(), FirewallError> {
+        if self.desired().status.stale {
+            // A full sync carries this change too.
+            return self.send_full().await.map(drop);
+        }
+        match self.request(body).await {
+            Ok(ReplyBody::Applied(s)) => {
+                self.desired().status.mac_count = s.mac_count;
+                Ok(())
+            }
+            Ok(ReplyBody::Error(e)) if e.code == ErrorCode::NotSynced => self.send_full().await.map(drop),
+            Ok(other) => {
+                let e = refusal(other);
+                self.failed(&e);
+                Err(e)
+            }
+            Err(e) => {
+                self.failed(&e);
+                Err(e)
+            }
+        }
+    }
+
+    fn parse_macs(macs: &[String]) -> Vec<MacAddr> {
+        macs.iter()
+            .filter_map(|m| MacAddr::parse_unicast(m).ok())
+            .collect()
+    }
+
+    /// A node's MACs came under introspection: let its DHCP through.
+    pub async fn introspection_started(&self, macs: &[String]) -> Result<(), FirewallError> {
+        if !self.inner.settings.enabled || macs.is_empty() {
+            return Ok(());
+        }
+        self.desired().active.extend(macs.iter().cloned());
+        let parsed = Self::parse_macs(macs);
+        let body = match self.inner.settings.mode {
+            FilterMode::Deny => RequestBody::Remove { macs: parsed },
+            FilterMode::Allow => RequestBody::Add { macs: parsed },
+        };
+        self.incremental(body).await
+    }
+
+    /// A node's introspection ended: filter its DHCP again (deny mode
+    /// only for MACs Ironic knows, as a full sync would compute).
+    pub async fn introspection_finished(&self, macs: &[String]) -> Result<(), FirewallError> {
+        if !self.inner.settings.enabled || macs.is_empty() {
+            return Ok(());
+        }
+        let known: Option<HashSet<MacAddr>> = {
+            let mut d = self.desired();
+            for m in macs {
+                d.active.remove(m);
+            }
+            d.ironic
+                .as_ref()
+                .map(|i| Self::parse_macs(i).into_iter().collect())
+        };
+        let parsed = Self::parse_macs(macs);
+        let body = match self.inner.settings.mode {
+            FilterMode::Deny => RequestBody::Add {
+                macs: parsed
+                    .into_iter()
+                    .filter(|m| known.as_ref().is_some_and(|k| k.contains(m)))
+                    .collect(),
+            },
+            FilterMode::Allow => RequestBody::Remove { macs: parsed },
+        };
+        self.incremental(body).await
+    }
+
+    /// Keeps the helper in step: whenever the filter is stale (the helper
+    /// was away, or a change failed), resends the full state, polling
+    /// every 250 ms, until `shutdown` resolves.
+    pub fn spawn_reconnector(
+        &self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> tokio::task::JoinHandle<()> {
+        let fw = self.clone();
+        tokio::spawn(async move {
+            if !fw.inner.settings.enabled {
+                return;
+            }
+            tokio::pin!(shutdown);
+            let mut ticker = tokio::time::interval(RECONNECT_POLL);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut logged_down = false;
+            loop {
+                tokio::select! {
+                    _ = &mut shutdown => return,
+                    _ = ticker.tick() => {}
+                }
+                let stale = fw.desired().status.stale;
+                if !stale || fw.full_state().is_none() {
+                    continue;
+                }
+                match fw.send_full().await {
+                    Ok(o) => {
+                        tracing::info!(macs = o.mac_count, "firewall helper back; full state resent");
+                        logged_down = false;
+                    }
+                    Err(e) if !logged_down => {
+                        tracing::warn!("firewall filter is stale, will keep retrying: {e}");
+                        logged_down = true;
+                    }
+                    Err(_) => {}
+                }
+            }
+        })
+    }
+}
+
+fn refusal(reply: ReplyBody) -> FirewallError {
+    match reply {
+        ReplyBody::Error(e) => FirewallError::Refused {
+            code: e.code,
+            message: e.message,
+        },
+        other => FirewallError::Protocol(format!("unexpected reply {other:?}")),
+    }
+}
+
+async fn exchange(conn: &mut Conn, body: RequestBody) -> Result<ReplyBody, FirewallError> {
+    let id = conn.next_id;
+    conn.next_id += 1;
+    body.validate().map_err(|e| FirewallError::Refused {
+        code: e.code,
+        message: e.message,
+    })?;
+    let io = |e: protocol::FrameError| FirewallError::Protocol(e.to_string());
+    protocol::io::write_frame(&mut conn.stream, &Request { id, body })
+        .await
+        .map_err(io)?;
+    let reply: Reply = protocol::io::read_frame(&mut conn.stream)
+        .await
+        .map_err(io)?
+        .ok_or_else(|| FirewallError::Protocol("the helper closed the connection".into()))?;
+    if reply.id != id {
+        return Err(FirewallError::Protocol(format!(
+            "reply id {} for request {id}",
+            reply.id
+        )));
+    }
+    Ok(reply.body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| (*x).to_owned()).collect()
+    }
+
+    #[test]
+    fn deny_set_is_ironic_minus_active_and_skips_junk() {
+        let ironic = s(&[
+            "52:54:00:00:00:01",
+            "52:54:00:00:00:02",
+            "52:54:00:00:00:03",
+            "not-a-mac",
+            "01:00:5e:00:00:01",
+        ]);
+        let active: HashSet<String> =
+            ["52:54:00:00:00:02".to_owned(), "52:54:00:00:00:03".to_uppercase()].into();
+        let d = desired_macs(FilterMode::Deny, &ironic, &active);
+        assert_eq!(d.macs, vec![MacAddr::new([0x52, 0x54, 0, 0, 0, 1])]);
+        assert_eq!(d.skipped, s(&["01:00:5e:00:00:01", "not-a-mac"]));
+        let a = desired_macs(FilterMode::Allow, &ironic, &active);
+        assert_eq!(a.macs.len(), 2);
+    }
+
+    /// A fake helper: records requests, answers Applied, and can be told
+    /// to refuse or to drop connections.
+    struct FakeHelper {
+        dir: tempfile::TempDir,
+        requests: Arc<Mutex<Vec<RequestBody>>>,
+        refuse_next: Arc<AtomicUsize>,
+    }
+
+    impl FakeHelper {
+        fn socket(&self) -> PathBuf {
+            self.dir.path().join("fw.sock")
+        }
+
+        fn start(dir: tempfile::TempDir) -> std::io::Result<(Self, tokio::task::JoinHandle<()>)> {
+            let listener = tokio::net::UnixListener::bind(dir.path().join("fw.sock"))?;
+            let requests = Arc::new(Mutex::new(Vec::new()));
+            let refuse_next = Arc::new(AtomicUsize::new(0));
+            let (r, n) = (requests.clone(), refuse_next.clone());
+            let task = tokio::spawn(async move {
+                while let Ok((mut stream, _)) = listener.accept().await {
+                    let (r, n) = (r.clone(), n.clone());
+                    tokio::spawn(async move {
+                        let mut count = 0usize;
+                        while let Ok(Some(req)) = protocol::io::read_frame::<Request, _>(&mut stream).await {
+                            r.lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                .push(req.body.clone());
+                            let body = match req.body {
+                                RequestBody::Hello { version } => ReplyBody::Hello {
+                                    version,
+                                    backend: "fake".into(),
+                                },
+                                _ if n.load(Ordering::SeqCst) > 0 => {
+                                    n.fetch_sub(1, Ordering::SeqCst);
+                                    ReplyBody::Error(protocol::ProtocolError::new(
+                                        ErrorCode::NotSynced,
+                                        "fresh helper",
+                                    ))
+                                }
+                                _ => {
+                                    count += 1;
+                                    ReplyBody::Applied(protocol::AppliedSummary {
+                                        mac_count: count,
+                                        generation: count as u64,
+                                        apply_micros: 1,
+                                    })
+                                }
+                            };
+                            if protocol::io::write_frame(&mut stream, &Reply { id: req.id, body })
+                                .await
+                                .is_err()
+                            {
+                                return;
+                            }
+                        }
+                    });
+                }
+            });
+            Ok((
+                FakeHelper {
+                    dir,
+                    requests,
+                    refuse_next,
+                },
+                task,
+            ))
+        }
+
+        fn ops(&self) -> Vec<RequestBody> {
+            self.requests
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone()
+        }
+    }
+
+    fn firewall(socket: PathBuf, mode: FilterMode, enabled: bool) -> Firewall {
+        Firewall::new(FirewallSettings {
+            enabled,
+            socket,
+            mode,
+            interfaces: vec![InterfaceName::new("br0").unwrap_or_else(|e| panic!("{e}"))],
+            request_timeout: Duration::from_secs(2),
+        })
+    }
+
+    fn mac(s: &str) -> MacAddr {
+        MacAddr::parse(s).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[tokio::test]
+    async fn full_then_incremental_changes_per_mode() -> Result<(), Box<dyn std::error::Error>> {
+        let (h, _t) = FakeHelper::start(tempfile::tempdir()?)?;
+        let fw = firewall(h.socket(), FilterMode::Deny, true);
+        let ironic = s(&["52:54:00:00:00:01", "52:54:00:00:00:02"]);
+        fw.sync(&ironic, &HashSet::new()).await?;
+        fw.introspection_started(&s(&["52:54:00:00:00:02"])).await?;
+        fw.introspection_finished(&s(&["52:54:00:00:00:02", "52:54:00:00:00:09"]))
+            .await?;
+        let ops = h.ops();
+        assert!(matches!(ops[0], RequestBody::Hello { .. }));
+        assert!(
+            matches!(&ops[1], RequestBody::Sync(st) if st.macs.len() == 2 && st.mode == FilterMode::Deny)
+        );
+        assert_eq!(
+            ops[2],
+            RequestBody::Remove {
+                macs: vec![mac("52:54:00:00:00:02")]
+            }
+        );
+        // ...:09 is not an Ironic port, so it does not go into the deny set.
+        assert_eq!(
+            ops[3],
+            RequestBody::Add {
+                macs: vec![mac("52:54:00:00:00:02")]
+            }
+        );
+        assert!(fw.status().synced_once && !fw.status().stale);
+
+        let allow = firewall(h.socket(), FilterMode::Allow, true);
+        allow.sync(&ironic, &HashSet::new()).await?;
+        allow.introspection_started(&s(&["52:54:00:00:00:01"])).await?;
+        let ops = h.ops();
+        assert!(matches!(&ops[5], RequestBody::Sync(st) if st.macs.is_empty()));
+        assert_eq!(
+            ops[6],
+            RequestBody::Add {
+                macs: vec![mac("52:54:00:00:00:01")]
+            }
+        );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_helper_that_lost_its_state_gets_a_full_sync() -> Result<(), Box<dyn std::error::Error>> {
+        let (h, _t) = FakeHelper::start(tempfile::tempdir()?)?;
+        let fw = firewall(h.socket(), FilterMode::Deny, true);
+        fw.sync(&s(&["52:54:00:00:00:01"]), &HashSet::new()).await?;
+        h.refuse_next.store(1, Ordering::SeqCst);
+        fw.introspection_started(&s(&["52:54:00:00:00:01"])).await?;
+        let ops = h.ops();
+        assert!(
+            matches!(ops.last(), Some(RequestBody::Sync(st)) if st.macs.is_empty()),
+            "{ops:?}"
+        );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn helper_down_then_back_is_resynced_by_the_reconnector() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let dir = tempfile::tempdir()?;
+        let fw = firewall(dir.path().join("fw.sock"), FilterMode::Deny, true);
+        let err = fw.sync(&s(&["52:54:00:00:00:01"]), &HashSet::new()).await;
+        assert!(matches!(err, Err(FirewallError::Unreachable { .. })), "{err:?}");
+        assert!(fw.status().stale);
+        // The daemon keeps going: an incremental change is remembered.
+        let _ = fw.introspection_started(&s(&["52:54:00:00:00:01"])).await;
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = fw.spawn_reconnector(async move {
+            let _ = stop_rx.await;
+        });
+        let (h, _t) = FakeHelper::start(dir)?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while fw.status().stale && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(!fw.status().stale, "reconnector did not resync");
+        // The resent state already excludes the MAC under introspection.
+        assert!(
+            h.ops()
+                .iter()
+                .any(|o| matches!(o, RequestBody::Sync(st) if st.macs.is_empty()))
+        );
+        let _ = stop_tx.send(());
+        task.await?;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn disabled_firewall_sends_nothing() -> Result<(), Box<dyn std::error::Error>> {
+        let (h, _t) = FakeHelper::start(tempfile::tempdir()?)?;
+        let fw = firewall(h.socket(), FilterMode::Deny, false);
+        fw.sync(&s(&["52:54:00:00:00:01"]), &HashSet::new()).await?;
+        fw.introspection_started(&s(&["52:54:00:00:00:01"])).await?;
+        assert!(h.ops().is_empty());
+        Ok(())
+    }
+}
