@@ -530,10 +530,12 @@ mod tests {
             "n1"
         );
         // Case-sensitive, like 1.0.
+        c.add_node("n9", None, vec!["aa:bb:cc:dd:ee:ff".into()]).await?;
         assert!(matches!(
-            c.find_node(None, vec!["11:22:33:44:55:66".to_uppercase()]).await,
+            c.find_node(None, vec!["AA:BB:CC:DD:EE:FF".into()]).await,
             Err(CacheError::NoMatch(_))
         ));
+        c.finished("n9", None).await?;
         assert_eq!(
             c.active_macs().await?,
             HashSet::from(["11:22:33:44:55:66".to_owned()])
