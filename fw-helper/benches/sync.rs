@@ -5,7 +5,8 @@
 //! - the bare rustables batch (this crate's nftables backend, in-process),
 //! - the same state through the helper (client → socket → helper → kernel),
 //! - `nft -f` loading the same ruleset,
-//! - `iptables-nft-restore` (one rule per MAC),
+//! - `iptables-nft-restore` (one rule per MAC);
+//!
 //! and single-MAC add and remove through the helper with 10 k present.
 //! Prints a Markdown table; medians of several runs.
 
@@ -70,7 +71,9 @@ fn feed(program: &str, args: &[&str], input: &str) -> Duration {
         .spawn()
         .unwrap_or_else(|e| panic!("failed to run {program}: {e}"));
     if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(input.as_bytes()).unwrap_or_else(|e| panic!("{program}: {e}"));
+        stdin
+            .write_all(input.as_bytes())
+            .unwrap_or_else(|e| panic!("{program}: {e}"));
     }
     let status = child.wait().unwrap_or_else(|e| panic!("{program}: {e}"));
     assert!(status.success(), "{program} failed");
@@ -91,18 +94,38 @@ fn main() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let socket = dir.path().join("fw.sock");
     let mut helper = Command::new(env!("CARGO_BIN_EXE_ironic-discoverd-fw-helper"))
-        .args(["--allowed-uid", "0", "--user", "nobody", "--interfaces", "br-bench", "--socket"])
+        .args([
+            "--allowed-uid",
+            "0",
+            "--user",
+            "nobody",
+            "--interfaces",
+            "br-bench",
+            "--socket",
+        ])
         .arg(&socket)
         .env("RUST_LOG", "warn")
         .spawn()
         .unwrap_or_else(|e| panic!("helper: {e}"));
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap_or_else(|e| panic!("{e}"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
     while !socket.exists() {
         std::thread::sleep(Duration::from_millis(10));
     }
-    let kernel = Command::new("uname").arg("-r").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned()).unwrap_or_default();
-    println!("Firewall sync, median of {RUNS} runs, kernel {kernel}, {} CPUs\n", std::thread::available_parallelism().map_or(0, |n| n.get()));
-    println!("| n MACs | bare rustables batch (replace table) | bare batch (flush + refill set) | through the helper (client → socket → kernel) | helper ÷ bare refill | `nft -f` (replace table) | `iptables-nft-restore` |");
+    let kernel = Command::new("uname")
+        .arg("-r")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    println!(
+        "Firewall sync, median of {RUNS} runs, kernel {kernel}, {} CPUs\n",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!(
+        "| n MACs | bare rustables batch (replace table) | bare batch (flush + refill set) | through the helper (client → socket → kernel) | helper ÷ bare refill | `nft -f` (replace table) | `iptables-nft-restore` |"
+    );
     println!("|---|---|---|---|---|---|---|");
     let mut backend = Nftables;
     let (mut client, _) = rt
@@ -119,11 +142,15 @@ fn main() {
             // bare: whole-table replace, then a set refill of the other salt
             let a = applied(n, salt);
             let t = Instant::now();
-            backend.apply(&a, Change::Full { previous: None }).unwrap_or_else(|e| panic!("{e}"));
+            backend
+                .apply(&a, Change::Full { previous: None })
+                .unwrap_or_else(|e| panic!("{e}"));
             replace.push(t.elapsed());
             let b = applied(n, salt + 2);
             let t = Instant::now();
-            backend.apply(&b, Change::Full { previous: Some(&a) }).unwrap_or_else(|e| panic!("{e}"));
+            backend
+                .apply(&b, Change::Full { previous: Some(&a) })
+                .unwrap_or_else(|e| panic!("{e}"));
             refill.push(t.elapsed());
             // through the helper: a full sync with a different set
             let state = FilterState {
@@ -132,13 +159,22 @@ fn main() {
                 macs: (0..n).map(|i| mac(i, salt + 4)).collect(),
             };
             let t = Instant::now();
-            let reply = rt.block_on(client.call(RequestBody::Sync(state))).unwrap_or_else(|e| panic!("{e}"));
+            let reply = rt
+                .block_on(client.call(RequestBody::Sync(state)))
+                .unwrap_or_else(|e| panic!("{e}"));
             through.push(t.elapsed());
-            assert!(matches!(reply.body, ReplyBody::Applied(ref s) if s.mac_count == n as usize), "{reply:?}");
+            assert!(
+                matches!(reply.body, ReplyBody::Applied(ref s) if s.mac_count == n as usize),
+                "{reply:?}"
+            );
             // nft -f of the same ruleset
             nft.push(feed("nft", &["-f", "-"], &nft_text(n, salt)));
             // iptables-nft-restore, one rule per MAC
-            ipt.push(feed("iptables-nft-restore", &["--noflush"], &iptables_text(n, salt)));
+            ipt.push(feed(
+                "iptables-nft-restore",
+                &["--noflush"],
+                &iptables_text(n, salt),
+            ));
         }
         let (rb, fb, th) = (median(replace), median(refill), median(through));
         println!(
@@ -157,19 +193,26 @@ fn main() {
         mode: FilterMode::Deny,
         macs: (0..10_000).map(|i| mac(i, 9)).collect(),
     };
-    rt.block_on(client.call(RequestBody::Sync(base))).unwrap_or_else(|e| panic!("{e}"));
+    rt.block_on(client.call(RequestBody::Sync(base)))
+        .unwrap_or_else(|e| panic!("{e}"));
     let mut add = Vec::new();
     let mut del = Vec::new();
     for i in 0..RUNS as u32 {
         let m = mac(100_000 + i, 9);
         let t = Instant::now();
-        rt.block_on(client.call(RequestBody::Add { macs: vec![m] })).unwrap_or_else(|e| panic!("{e}"));
+        rt.block_on(client.call(RequestBody::Add { macs: vec![m] }))
+            .unwrap_or_else(|e| panic!("{e}"));
         add.push(t.elapsed());
         let t = Instant::now();
-        rt.block_on(client.call(RequestBody::Remove { macs: vec![m] })).unwrap_or_else(|e| panic!("{e}"));
+        rt.block_on(client.call(RequestBody::Remove { macs: vec![m] }))
+            .unwrap_or_else(|e| panic!("{e}"));
         del.push(t.elapsed());
     }
-    println!("\nSingle MAC through the helper, 10 000 present: add {}, remove {}", ms(median(add)), ms(median(del)));
+    println!(
+        "\nSingle MAC through the helper, 10 000 present: add {}, remove {}",
+        ms(median(add)),
+        ms(median(del))
+    );
     let _ = helper.kill();
     let _ = helper.wait();
 }

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+pub mod dhcp;
+
 /// True when the environment demands that privileged tests run
 /// (`DISCOVERD_REQUIRE_PRIVILEGED=1`, as CI sets it).
 pub fn privileged_required() -> bool {
