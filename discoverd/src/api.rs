@@ -243,13 +243,15 @@ async fn version_headers(req: Request, next: axum::middleware::Next) -> Response
     resp
 }
 
-/// Operator endpoints: the place where authentication wraps the API.
-/// (`auth_strategy = noauth` only in this build; `app::run` refuses the
-/// others at start-up rather than serving them unauthenticated.)
-fn operator_routes() -> Router<App> {
+/// Operator endpoints, behind `auth_strategy`.
+fn operator_routes(app: &App) -> Router<App> {
     Router::new()
         .route("/v1/introspection/{uuid}", post(start).get(status))
         .route("/v1/discover", post(discover))
+        .route_layer(axum::middleware::from_fn_with_state(
+            app.auth.clone(),
+            crate::auth::require_operator,
+        ))
 }
 
 /// The whole router.
@@ -258,7 +260,7 @@ pub fn router(app: App) -> Router {
         .route("/", get(versions))
         .route("/v1", get(v1))
         .route("/v1/continue", post(continue_))
-        .merge(operator_routes())
+        .merge(operator_routes(&app))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(version_headers))

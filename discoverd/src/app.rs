@@ -8,9 +8,11 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
-use crate::config::{AuthStrategy, Config};
+use crate::auth::{AuthError, Authenticator};
+use crate::config::Config;
 use crate::firewall::{Firewall, FirewallSettings};
 use crate::ironic::{IronicClient, IronicError, RetryPolicy};
+use crate::keystone::{KeystoneError, Session, SessionTokens};
 use crate::node_cache::{CacheError, NodeCache};
 use crate::process::{HookChain, HookSettings, UnknownHook};
 use crate::{api, periodic};
@@ -43,6 +45,7 @@ pub struct App {
     pub ironic: IronicClient,
     pub firewall: Firewall,
     pub hooks: Arc<HookChain>,
+    pub auth: Arc<Authenticator>,
     pub timings: Timings,
     tasks: Arc<Semaphore>,
     shutdown: watch::Receiver<bool>,
@@ -64,17 +67,23 @@ pub enum StartupError {
         #[source]
         source: IronicError,
     },
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error("failed to talk to Keystone: {0}")]
+    Keystone(#[from] KeystoneError),
     #[error("failed to serve HTTP: {0}")]
     Serve(#[source] std::io::Error),
 }
 
 impl App {
     /// Builds the shared state from its parts (used by `run` and tests).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: Config,
         cache: NodeCache,
         ironic: IronicClient,
         firewall: Firewall,
+        auth: Arc<Authenticator>,
         timings: Timings,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Self, StartupError> {
@@ -91,6 +100,7 @@ impl App {
             ironic,
             firewall,
             hooks: Arc::new(hooks),
+            auth,
             timings,
             tasks: Arc::new(Semaphore::new(MAX_BACKGROUND_TASKS)),
             shutdown,
@@ -121,19 +131,29 @@ impl App {
     }
 }
 
-/// Builds the Ironic client from the config.
-pub fn ironic_client(config: &Config) -> Result<IronicClient, StartupError> {
-    let url = config.ironic_url.clone().ok_or_else(|| {
-        StartupError::Config(format!(
-            "{}: [discoverd] ironic_url is not set; looking Ironic up in the Keystone catalog is not available in this build, set ironic_url (standalone Ironic: http://127.0.0.1:6385)",
-            config.source.display()
-        ))
-    })?;
+/// Builds the Ironic client: `ironic_url` when set, otherwise the
+/// `baremetal` endpoint of the service user's Keystone catalog; tokens
+/// from that session when there is one (none for a noauth Ironic).
+pub async fn ironic_client(
+    config: &Config,
+    session: Option<Arc<Session>>,
+) -> Result<IronicClient, StartupError> {
+    let url = match (&config.ironic_url, &session) {
+        (Some(u), _) => u.clone(),
+        (None, Some(s)) => s.endpoint("baremetal", "public").await?,
+        (None, None) => {
+            return Err(StartupError::Config(format!(
+                "{}: [discoverd] ironic_url is not set and there are no Keystone credentials (os_username, os_password, os_tenant_name) to look it up; set ironic_url (standalone Ironic: http://127.0.0.1:6385)",
+                config.source.display()
+            )));
+        }
+    };
+    let tokens = session.map(|s| Arc::new(SessionTokens(s)) as Arc<dyn crate::ironic::TokenSource>);
     IronicClient::new(
         &url,
         &config.ironic_api_version,
         config.ironic_timeout,
-        None,
+        tokens,
         RetryPolicy {
             conflict_attempts: config.ironic_conflict_retries,
             conflict_period: config.ironic_conflict_retry_period,
@@ -163,21 +183,14 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartupError> {
-    match config.auth_strategy {
-        AuthStrategy::NoAuth => tracing::warn!("Starting unauthenticated, please check configuration"),
-        other => {
-            return Err(StartupError::Config(format!(
-                "{}: auth_strategy {other:?} is not available in this build yet; use auth_strategy = noauth on a trusted network",
-                config.source.display()
-            )));
-        }
-    }
+    let session = Session::from_config(&config)?;
+    let auth = Authenticator::from_config(&config, session.clone())?;
     let cache = NodeCache::open(&config.database).await?;
-    let ironic = ironic_client(&config)?;
+    let ironic = ironic_client(&config, session).await?;
     check_ironic(&ironic, &config).await?;
     let firewall = Firewall::new(firewall_settings(&config));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let app = App::new(config, cache, ironic, firewall, Timings::default(), stop_rx)?;
+    let app = App::new(config, cache, ironic, firewall, auth, Timings::default(), stop_rx)?;
     tracing::info!(hooks = ?app.hooks.names(), "processing hooks");
     app.firewall.spawn_reconnector(app.stopping());
     periodic::spawn(&app);

@@ -7,10 +7,12 @@
 
 pub mod api;
 pub mod app;
+pub mod auth;
 pub mod config;
 pub mod firewall;
 pub mod introspect;
 pub mod ironic;
+pub mod keystone;
 pub mod logging;
 pub mod node_cache;
 pub mod periodic;

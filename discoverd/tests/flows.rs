@@ -1,15 +1,12 @@
 //! The API and both flows, in-process (`oneshot`), against the in-process
 //! fake Ironic and a real SQLite file.
 
-use std::path::Path;
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use discoverd::app::{self, App, Timings};
-use discoverd::config::Config;
-use discoverd::firewall::Firewall;
+use discoverd::app::App;
 use discoverd::node_cache::NodeCache;
 use discoverd::testing::{FakeIronic, Fault};
 use serde_json::{Value, json};
@@ -22,35 +19,17 @@ struct Env {
     fake: FakeIronic,
     app: App,
     router: Router,
-    dir: tempfile::TempDir,
-    _stop: tokio::sync::watch::Sender<bool>,
+    t: discoverd::testing::TestApp,
 }
 
 async fn env(extra: &str) -> anyhow::Result<Env> {
     let fake = FakeIronic::start().await?;
-    let dir = tempfile::tempdir()?;
-    let text = format!(
-        "[discoverd]\ndatabase = {}\nauth_strategy = noauth\nironic_url = {}\nmanage_firewall = false\nironic_conflict_retry_period = 0.01\n{extra}\n",
-        dir.path().join("discoverd.sqlite").display(),
-        fake.url()
-    );
-    let ini = common::ini::IniFile::parse(Path::new("test.conf"), &text)?;
-    let config = Config::from_ini(&ini)?;
-    let cache = NodeCache::open(&config.database).await?;
-    let ironic = app::ironic_client(&config)?;
-    let firewall = Firewall::new(app::firewall_settings(&config));
-    let (stop, rx) = tokio::sync::watch::channel(false);
-    let timings = Timings {
-        power_poll: Duration::from_millis(10),
-    };
-    let app = App::new(config, cache, ironic, firewall, timings, rx)?;
-    let router = discoverd::api::router(app.clone());
+    let t = discoverd::testing::TestApp::new(&fake.url(), extra).await?;
     Ok(Env {
         fake,
-        app,
-        router,
-        dir,
-        _stop: stop,
+        app: t.app.clone(),
+        router: t.router.clone(),
+        t,
     })
 }
 
@@ -522,7 +501,7 @@ async fn statuses_survive_a_restart_on_the_same_file() -> anyhow::Result<()> {
     )
     .await?;
     wait_status(&e, NODE, |v| v["state"] == "waiting").await?;
-    let db = e.dir.path().join("discoverd.sqlite");
+    let db = e.t.dir.path().join("discoverd.sqlite");
     // A new process on the same file: the status is there, lookup works.
     let cache = NodeCache::open(&db).await?;
     let n = cache.get_node(NODE).await?;

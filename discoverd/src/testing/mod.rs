@@ -2,5 +2,60 @@
 //! crate and benchmarks (cargo feature `testing`; never in the product).
 
 pub mod fake_ironic;
+pub mod fake_keystone;
 
 pub use fake_ironic::{Call, FakeIronic, Fault};
+pub use fake_keystone::FakeKeystone;
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::app::{self, App, Timings};
+use crate::config::Config;
+use crate::firewall::Firewall;
+use crate::keystone::Session;
+use crate::node_cache::NodeCache;
+
+/// A daemon's state and router, in-process, on a temporary SQLite file,
+/// talking to the Ironic at `ironic_url`. `extra` adds `[discoverd]` lines.
+#[derive(Debug)]
+pub struct TestApp {
+    pub app: App,
+    pub router: axum::Router,
+    pub dir: tempfile::TempDir,
+    _stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl TestApp {
+    pub async fn new(ironic_url: &str, extra: &str) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let text = format!(
+            "[discoverd]\ndatabase = {}\nironic_url = {ironic_url}\nmanage_firewall = false\nironic_conflict_retry_period = 0.01\n{extra}\n",
+            dir.path().join("discoverd.sqlite").display(),
+        );
+        let text = if text.contains("auth_strategy") {
+            text
+        } else {
+            format!("{text}auth_strategy = noauth\n")
+        };
+        let ini = common::ini::IniFile::parse(Path::new("test.conf"), &text)?;
+        let config = Config::from_ini(&ini)?;
+        let session = Session::from_config(&config)?;
+        let auth = crate::auth::Authenticator::from_config(&config, session.clone())?;
+        let cache = NodeCache::open(&config.database).await?;
+        let ironic = app::ironic_client(&config, session).await?;
+        let firewall = Firewall::new(app::firewall_settings(&config));
+        let (stop, rx) = tokio::sync::watch::channel(false);
+        let timings = Timings {
+            power_poll: Duration::from_millis(10),
+        };
+        let app = App::new(config, cache, ironic, firewall, auth, timings, rx)?;
+        let router = crate::api::router(app.clone());
+        Ok(TestApp {
+            app,
+            router,
+            dir,
+            _stop: stop,
+        })
+    }
+}
