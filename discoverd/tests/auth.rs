@@ -65,7 +65,8 @@ fn token(t: &str) -> Vec<(&'static str, String)> {
 #[tokio::test]
 async fn keystone_matrix() -> anyhow::Result<()> {
     let (_ironic, ks, t) = keystone_app().await?;
-    let cases: Vec<(&str, Vec<(&str, String)>, StatusCode)> = vec![
+    type Case<'a> = (&'a str, Vec<(&'a str, String)>, StatusCode);
+    let cases: Vec<Case<'_>> = vec![
         ("no token", vec![], StatusCode::UNAUTHORIZED),
         ("garbage token", token("not-a-token"), StatusCode::UNAUTHORIZED),
         ("expired token", token(EXPIRED_TOKEN), StatusCode::UNAUTHORIZED),
