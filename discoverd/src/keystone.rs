@@ -87,6 +87,17 @@ struct Cached {
     catalog: Value,
 }
 
+/// Password credentials for a Keystone v3 session.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub auth_url: String,
+    pub user: String,
+    pub password: Secret,
+    pub project: String,
+    pub user_domain: String,
+    pub project_domain: String,
+}
+
 /// The daemon's Keystone session for its service user.
 #[derive(Debug)]
 pub struct Session {
@@ -130,21 +141,34 @@ impl Session {
         ) else {
             return Ok(None);
         };
-        let http = reqwest::Client::builder()
-            .timeout(config.ironic_timeout)
-            .build()
-            .map_err(|e| KeystoneError::Protocol(e.to_string()))?;
-        Ok(Some(Arc::new(Session {
-            http,
-            auth_url: v3_url(&config.os_auth_url),
+        let creds = Credentials {
+            auth_url: config.os_auth_url.clone(),
             user,
             password,
             project,
             user_domain: config.os_user_domain_name.clone(),
             project_domain: config.os_project_domain_name.clone(),
+        };
+        Self::new(creds, config.ironic_timeout).map(Some)
+    }
+
+    /// A session for any user (the CLI uses this with `OS_*` variables).
+    pub fn new(c: Credentials, timeout: Duration) -> Result<Arc<Self>, KeystoneError> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .map_err(|e| KeystoneError::Protocol(e.to_string()))?;
+        Ok(Arc::new(Session {
+            http,
+            auth_url: v3_url(&c.auth_url),
+            user: c.user,
+            password: c.password,
+            project: c.project,
+            user_domain: c.user_domain,
+            project_domain: c.project_domain,
             cached: Mutex::new(None),
             refreshing: tokio::sync::Mutex::new(()),
-        })))
+        }))
     }
 
     fn current(&self) -> Option<Cached> {
