@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian 12 machine (run as root):
 #   scripts/test.sh
-# Installs the system packages it needs, starts a real Ironic on
-# 127.0.0.1 (once for the whole run), then runs rustfmt,
+# Installs the system packages it needs, starts a real Ironic and a real
+# Keystone on 127.0.0.1 (once for the whole run), then runs rustfmt,
 # clippy and every test of the workspace. Privileged tests (network
 # namespaces, nftables, dnsmasq) run as root; with
 # DISCOVERD_REQUIRE_PRIVILEGED=1 (as CI sets it) a test that cannot get
@@ -15,19 +15,30 @@ step() { printf '\n==> %s (%ss)\n' "$*" "$(( $(date +%s) - start ))"; }
 step "system packages"
 scripts/setup-system.sh
 
-# A real Ironic starts in the background while the code builds; the
-# tests that need it read its address from DISCOVERD_TEST_IRONIC_URL.
+# A real Ironic and a real Keystone start in the background while the
+# code builds; the tests that need them read DISCOVERD_TEST_IRONIC_URL and
+# DISCOVERD_TEST_KEYSTONE_ENV.
 services_dir=$(mktemp -d /tmp/discoverd-test-services.XXXXXX)
 IRONIC_TEST_PORT=${IRONIC_TEST_PORT:-16386}
+KEYSTONE_TEST_PORT=${KEYSTONE_TEST_PORT:-15001}
 cleanup() {
   scripts/ironic-standalone.sh stop "$services_dir/ironic" >/dev/null 2>&1 || true
+  scripts/keystone.sh stop "$services_dir/keystone" >/dev/null 2>&1 || true
   rm -rf "$services_dir"
 }
 trap cleanup EXIT
-step "starting a real standalone Ironic in the background ($services_dir)"
-scripts/ironic-standalone.sh start "$services_dir/ironic" --port "$IRONIC_TEST_PORT" \
-  >"$services_dir/start.log" 2>&1 &
-services_pid=$!
+step "starting a real Ironic and a real Keystone in the background ($services_dir)"
+# The venvs first, one pip at a time (they share pip's cache).
+( scripts/pyenv.sh ironic keystone >"$services_dir/pyenv.log" 2>&1 &&
+  scripts/ironic-standalone.sh start "$services_dir/ironic" --port "$IRONIC_TEST_PORT" \
+    >"$services_dir/ironic.log" 2>&1 ) &
+ironic_pid=$!
+( while [ ! -f "$services_dir/pyenv.log" ] || ! grep -q "keystone venv\|keystone ready" "$services_dir/pyenv.log"; do
+    sleep 1; kill -0 "$ironic_pid" 2>/dev/null || break
+  done
+  scripts/keystone.sh start "$services_dir/keystone" --port "$KEYSTONE_TEST_PORT" \
+    >"$services_dir/keystone.log" 2>&1 ) &
+keystone_pid=$!
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -38,13 +49,21 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "build tests"
 cargo test --workspace --locked --no-run
 
-step "waiting for Ironic"
-if wait "$services_pid"; then
-  cat "$services_dir/start.log"
+step "waiting for Ironic and Keystone"
+cat "$services_dir/pyenv.log" 2>/dev/null || true
+if wait "$ironic_pid"; then
+  cat "$services_dir/ironic.log"
   export DISCOVERD_TEST_IRONIC_URL=http://127.0.0.1:$IRONIC_TEST_PORT
 else
-  cat "$services_dir/start.log" >&2
-  echo "the real Ironic failed to start; its tests will fail under DISCOVERD_REQUIRE_PRIVILEGED=1" >&2
+  cat "$services_dir/ironic.log" >&2 || true
+  echo "the real Ironic failed to start; its tests fail under DISCOVERD_REQUIRE_PRIVILEGED=1" >&2
+fi
+if wait "$keystone_pid"; then
+  cat "$services_dir/keystone.log"
+  export DISCOVERD_TEST_KEYSTONE_ENV=$services_dir/keystone/env
+else
+  cat "$services_dir/keystone.log" >&2 || true
+  echo "the real Keystone failed to start; its tests fail under DISCOVERD_REQUIRE_PRIVILEGED=1" >&2
 fi
 
 step "cargo test"

@@ -154,8 +154,12 @@ impl Session {
 
     /// A session for any user (the CLI uses this with `OS_*` variables).
     pub fn new(c: Credentials, timeout: Duration) -> Result<Arc<Self>, KeystoneError> {
+        // No idle connections: Keystone commonly runs under uWSGI, whose
+        // plain http-socket closes connections after each answer, so a
+        // pooled one fails on reuse. Validations are cached anyway.
         let http = reqwest::Client::builder()
             .timeout(timeout)
+            .pool_max_idle_per_host(0)
             .build()
             .map_err(|e| KeystoneError::Protocol(e.to_string()))?;
         Ok(Arc::new(Session {
