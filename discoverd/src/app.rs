@@ -194,16 +194,46 @@ pub async fn run(
     tracing::info!(hooks = ?app.hooks.names(), "processing hooks");
     app.firewall.spawn_reconnector(app.stopping());
     periodic::spawn(&app);
+    let notifier = crate::notify::Notifier::from_env();
+    notifier.spawn_watchdog(app.stopping());
+    spawn_ready(&app, notifier.clone());
     let router = api::router(app.clone());
     let result = axum::serve(listener, router)
         .with_graceful_shutdown(async move {
             shutdown.await;
+            notifier.stopping();
             let _ = stop_tx.send(true);
         })
         .await
         .map_err(StartupError::Serve);
     tracing::info!("stopped");
     result
+}
+
+/// Tells systemd the daemon is ready: after the first successful firewall
+/// sync (nodes must not PXE-boot into discovery unfiltered), or at once
+/// when the firewall is not managed.
+fn spawn_ready(app: &App, notifier: crate::notify::Notifier) {
+    let fw = app.firewall.clone();
+    let managed = app.config.manage_firewall;
+    let stop = app.stopping();
+    tokio::spawn(async move {
+        let wait = async {
+            if managed {
+                notifier.status("waiting for the first firewall sync");
+                while !fw.status().synced_once {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        };
+        tokio::select! {
+            _ = wait => {
+                tracing::info!("ready");
+                notifier.ready();
+            }
+            _ = stop => {}
+        }
+    });
 }
 
 /// §9 step 5: `ironic_retry_attempts + 1` tries, `ironic_retry_period`

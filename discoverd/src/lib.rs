@@ -16,6 +16,7 @@ pub mod ironic;
 pub mod keystone;
 pub mod logging;
 pub mod node_cache;
+pub mod notify;
 pub mod periodic;
 pub mod process;
 pub mod server;

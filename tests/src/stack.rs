@@ -77,6 +77,11 @@ firewall_helper_socket = {sock}\nfirewall_update_period = 1\nironic_retry_period
 
     /// Starts the daemon as uid/gid 64050, no capabilities, no_new_privs.
     pub fn daemon(&self) -> anyhow::Result<ChildGuard> {
+        self.daemon_with_env(&[])
+    }
+
+    /// Like [`Stack::daemon`], with extra environment variables (systemd's).
+    pub fn daemon_with_env(&self, env: &[(&str, String)]) -> anyhow::Result<ChildGuard> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -95,6 +100,9 @@ firewall_helper_socket = {sock}\nfirewall_update_period = 1\nironic_retry_period
         .arg(&self.conf)
         .stdout(Stdio::null())
         .stderr(log);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         ChildGuard::spawn("ironic-discoverd", &mut cmd)
     }
 
