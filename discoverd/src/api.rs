@@ -195,6 +195,12 @@ async fn continue_(State(app): State<App>, headers: HeaderMap, body: Body) -> Re
     Ok(axum::Json(reply).into_response())
 }
 
+async fn continue_counted(State(app): State<App>, headers: HeaderMap, body: Body) -> Response {
+    let resp = continue_(State(app.clone()), headers, body).await.into_response();
+    app.metrics.continue_result(resp.status());
+    resp
+}
+
 async fn discover(State(app): State<App>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     let bytes = read_body(&headers, body, app.config.max_body_size).await?;
     let uuids = match parse_json(&bytes)? {
@@ -245,13 +251,27 @@ async fn version_headers(req: Request, next: axum::middleware::Next) -> Response
 
 /// Operator endpoints, behind `auth_strategy`.
 fn operator_routes(app: &App) -> Router<App> {
-    Router::new()
+    let routes = Router::new()
         .route("/v1/introspection/{uuid}", post(start).get(status))
-        .route("/v1/discover", post(discover))
-        .route_layer(axum::middleware::from_fn_with_state(
-            app.auth.clone(),
-            crate::auth::require_operator,
-        ))
+        .route("/v1/discover", post(discover));
+    let routes = if app.config.metrics_public {
+        routes
+    } else {
+        routes.route("/metrics", get(crate::metrics::metrics))
+    };
+    routes.route_layer(axum::middleware::from_fn_with_state(
+        app.auth.clone(),
+        crate::auth::require_operator,
+    ))
+}
+
+/// `/metrics` outside authentication, when `metrics_public`.
+fn public_metrics(app: &App) -> Router<App> {
+    if app.config.metrics_public {
+        Router::new().route("/metrics", get(crate::metrics::metrics))
+    } else {
+        Router::new()
+    }
 }
 
 /// The whole router.
@@ -259,8 +279,11 @@ pub fn router(app: App) -> Router {
     Router::new()
         .route("/", get(versions))
         .route("/v1", get(v1))
-        .route("/v1/continue", post(continue_))
+        .route("/v1/continue", post(continue_counted))
+        .route("/healthz", get(crate::metrics::healthz))
+        .route("/readyz", get(crate::metrics::readyz))
         .merge(operator_routes(&app))
+        .merge(public_metrics(&app))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(version_headers))

@@ -46,6 +46,7 @@ pub struct App {
     pub firewall: Firewall,
     pub hooks: Arc<HookChain>,
     pub auth: Arc<Authenticator>,
+    pub metrics: crate::metrics::Metrics,
     pub timings: Timings,
     tasks: Arc<Semaphore>,
     shutdown: watch::Receiver<bool>,
@@ -94,7 +95,10 @@ impl App {
                 ports_for_inactive_interfaces: config.ports_for_inactive_interfaces,
             },
         )?;
+        let metrics = crate::metrics::Metrics::new();
+        let ironic = ironic.with_metrics(metrics.clone());
         Ok(App {
+            metrics,
             config: Arc::new(config),
             cache,
             ironic,

@@ -137,6 +137,8 @@ pub struct Config {
     pub max_body_size: usize,
     /// Log as JSON lines instead of text.
     pub json_logs: bool,
+    /// Serve `/metrics` without authentication.
+    pub metrics_public: bool,
 }
 
 impl Config {
@@ -206,6 +208,7 @@ impl Config {
             firewall_mode: s.parsed("firewall_mode", FilterMode::Deny)?,
             max_body_size: max_body_size(s)?,
             json_logs: s.boolean("json_logs", false)?,
+            metrics_public: s.boolean("metrics_public", false)?,
         };
         // `authenticate` is read inside auth_strategy(); everything else
         // present in the section must have been asked for by now.

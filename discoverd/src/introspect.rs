@@ -76,6 +76,7 @@ pub async fn start(app: &App, uuid: &str, opts: StartOptions) -> Result<(), ApiE
     let app2 = app.clone();
     let span = tracing::info_span!("introspect", node = %uuid);
     app.spawn("introspect", background(app2, node, opts).instrument(span));
+    app.metrics.introspections_started.inc();
     Ok(())
 }
 

@@ -15,6 +15,7 @@ pub mod introspect;
 pub mod ironic;
 pub mod keystone;
 pub mod logging;
+pub mod metrics;
 pub mod node_cache;
 pub mod notify;
 pub mod periodic;

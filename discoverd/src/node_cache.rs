@@ -446,6 +446,18 @@ impl NodeCache {
         .await
     }
 
+    /// How many nodes are under introspection.
+    pub async fn count_active(&self) -> Result<u64, CacheError> {
+        let st = self.storage();
+        self.with(move |c| {
+            c.query_row("SELECT count(*) FROM nodes WHERE finished_at IS NULL", [], |r| {
+                r.get(0)
+            })
+            .map_err(&st)
+        })
+        .await
+    }
+
     /// Checks the database answers (for readiness).
     pub async fn ping(&self) -> Result<(), CacheError> {
         let st = self.storage();

@@ -53,7 +53,12 @@ pub async fn sync_firewall(app: &App) {
         }
     };
     let macs: Vec<String> = ports.into_iter().map(|p| p.address).collect();
-    match app.firewall.sync(&macs, &active).await {
+    let start = std::time::Instant::now();
+    let result = app.firewall.sync(&macs, &active).await;
+    app.metrics
+        .firewall_sync_seconds
+        .observe(start.elapsed().as_secs_f64());
+    match result {
         Ok(o) => tracing::debug!(macs = o.mac_count, "firewall synced"),
         Err(e) => tracing::warn!("firewall sync failed (will retry): {e}"),
     }
@@ -74,6 +79,7 @@ pub async fn clean_up(app: &App) {
     match app.cache.clean_up(app.config.timeout, keep).await {
         Ok((uuids, macs)) if !uuids.is_empty() => {
             tracing::warn!(nodes = ?uuids, "introspection timed out");
+            app.metrics.introspections_failed.inc_by(uuids.len() as u64);
             if let Err(e) = app.firewall.introspection_finished(&macs).await {
                 tracing::warn!("firewall not updated after timeouts (will resync): {e}");
             }

@@ -225,9 +225,22 @@ async fn http_basic_matrix_and_reload() -> anyhow::Result<()> {
     assert_ne!(code, StatusCode::UNAUTHORIZED);
     let (code, _, _) = send(&t, Method::GET, &path, None, &basic("alice", "correct horse")).await?;
     assert_eq!(code, StatusCode::UNAUTHORIZED);
-    // /v1/continue stays open.
+    // /v1/continue stays open; /metrics is behind auth unless metrics_public.
     let (code, _, _) = send(&t, Method::POST, "/v1/continue", Some("{}"), &[]).await?;
     assert_eq!(code, StatusCode::BAD_REQUEST);
+    let (code, _, _) = send(&t, Method::GET, "/metrics", None, &[]).await?;
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+    let (code, _, _) = send(&t, Method::GET, "/metrics", None, &basic("carol", "pw2")).await?;
+    assert_eq!(code, StatusCode::OK);
+    let (code, _, _) = send(&t, Method::GET, "/healthz", None, &[]).await?;
+    assert_eq!(code, StatusCode::OK);
+    let public = TestApp::new(
+        &ironic.url(),
+        &format!("{}\nmetrics_public = true", htpasswd_app_conf(&file)),
+    )
+    .await?;
+    let (code, _, _) = send(&public, Method::GET, "/metrics", None, &[]).await?;
+    assert_eq!(code, StatusCode::OK);
     Ok(())
 }
 

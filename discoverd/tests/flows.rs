@@ -611,3 +611,48 @@ mod fuzz {
         }
     }
 }
+
+#[tokio::test]
+async fn metrics_move_after_an_introspection_and_health_endpoints_answer() -> anyhow::Result<()> {
+    let e = env("processing_hooks = ramdisk_error,scheduler,validate_interfaces").await?;
+    functest_node(&e.fake);
+    call(
+        &e.router,
+        Method::POST,
+        &format!("/v1/introspection/{NODE}"),
+        None,
+    )
+    .await?;
+    wait_status(&e, NODE, |v| v["state"] == "waiting").await?;
+    let body = serde_json::to_vec(&functest_payload())?;
+    call(&e.router, Method::POST, "/v1/continue", Some(&body)).await?;
+    call(&e.router, Method::POST, "/v1/continue", Some(b"[]")).await?;
+    wait_status(&e, NODE, |v| v["finished"] == true).await?;
+    let req = Request::builder().uri("/metrics").body(Body::empty())?;
+    let resp = e.router.clone().oneshot(req).await?;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let text = String::from_utf8(axum::body::to_bytes(resp.into_body(), 1 << 20).await?.to_vec())?;
+    for line in [
+        "ironic_discoverd_introspections_started_total 1",
+        "ironic_discoverd_introspections_finished_total 1",
+        "ironic_discoverd_introspections_failed_total 0",
+        "ironic_discoverd_introspections_in_flight 0",
+        "ironic_discoverd_continue_requests_total{result=\"ok\"} 1",
+        "ironic_discoverd_continue_requests_total{result=\"bad_request\"} 1",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
+    }
+    assert!(
+        text.contains("ironic_discoverd_ironic_call_seconds_count{call=\"patch_node\"} 3"),
+        "{text}"
+    );
+    let (code, v) = call(&e.router, Method::GET, "/healthz", None).await?;
+    assert_eq!((code, v["status"].clone()), (StatusCode::OK, json!("ok")));
+    let (code, v) = call(&e.router, Method::GET, "/readyz", None).await?;
+    assert_eq!(code, StatusCode::OK, "{v}");
+    e.fake.inject(Method::GET, "/v1", Fault::Status(500), 10);
+    let (code, v) = call(&e.router, Method::GET, "/readyz", None).await?;
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert_eq!(v["failed"][0]["check"], json!("ironic"));
+    Ok(())
+}

@@ -67,6 +67,7 @@ pub struct IronicClient {
     api_version: String,
     token: Option<Arc<dyn TokenSource>>,
     retry: RetryPolicy,
+    metrics: Option<crate::metrics::Metrics>,
 }
 
 /// Extracts Ironic's error text from its JSON error body.
@@ -120,7 +121,14 @@ impl IronicClient {
             api_version: api_version.to_owned(),
             token,
             retry,
+            metrics: None,
         })
+    }
+
+    /// Records every call's latency and failures in `metrics`.
+    pub fn with_metrics(mut self, metrics: crate::metrics::Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// The base URL, for logs.
@@ -129,7 +137,27 @@ impl IronicClient {
     }
 
     /// One request with the 409/503/connection retry loop around it.
-    async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Vec<u8>, IronicError> {
+    async fn call(
+        &self,
+        name: &str,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Vec<u8>, IronicError> {
+        let start = std::time::Instant::now();
+        let result = self.call_retrying(method, path, body).await;
+        if let Some(m) = &self.metrics {
+            m.ironic_call(name, start.elapsed(), result.is_ok());
+        }
+        result
+    }
+
+    async fn call_retrying(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Vec<u8>, IronicError> {
         let mut conflicts = 0;
         let mut unavailable = 0;
         let mut reauth = false;
@@ -204,23 +232,30 @@ impl IronicClient {
 
     async fn json<T: DeserializeOwned>(
         &self,
+        name: &str,
         method: Method,
         path: &str,
         body: Option<&Value>,
     ) -> Result<T, IronicError> {
-        let bytes = self.call(method, path, body).await?;
+        let bytes = self.call(name, method, path, body).await?;
         serde_json::from_slice(&bytes).map_err(|e| IronicError::Protocol(format!("{path}: {e}")))
     }
 
     /// `GET /v1/nodes/{uuid}`.
     pub async fn get_node(&self, uuid: &str) -> Result<Node, IronicError> {
-        self.json(Method::GET, &format!("/v1/nodes/{uuid}"), None).await
+        self.json("get_node", Method::GET, &format!("/v1/nodes/{uuid}"), None)
+            .await
     }
 
     /// The `power` part of `GET /v1/nodes/{uuid}/validate`.
     pub async fn validate_power(&self, uuid: &str) -> Result<InterfaceValidation, IronicError> {
         let v: Value = self
-            .json(Method::GET, &format!("/v1/nodes/{uuid}/validate"), None)
+            .json(
+                "validate",
+                Method::GET,
+                &format!("/v1/nodes/{uuid}/validate"),
+                None,
+            )
             .await?;
         serde_json::from_value(v.get("power").cloned().unwrap_or(Value::Null))
             .map_err(|e| IronicError::Protocol(format!("validate: {e}")))
@@ -238,7 +273,7 @@ impl IronicClient {
         let mut path = first;
         // A malicious or broken Ironic could link pages forever.
         for _ in 0..10_000 {
-            let page: Page = self.json(Method::GET, &path, None).await?;
+            let page: Page = self.json("list_ports", Method::GET, &path, None).await?;
             let got = page.ports.len();
             out.extend(page.ports);
             match page.next {
@@ -269,15 +304,25 @@ impl IronicClient {
     /// `PATCH /v1/nodes/{uuid}`; returns the updated node.
     pub async fn patch_node(&self, uuid: &str, ops: &[PatchOp]) -> Result<Node, IronicError> {
         let body = serde_json::to_value(ops).map_err(|e| IronicError::Protocol(e.to_string()))?;
-        self.json(Method::PATCH, &format!("/v1/nodes/{uuid}"), Some(&body))
-            .await
+        self.json(
+            "patch_node",
+            Method::PATCH,
+            &format!("/v1/nodes/{uuid}"),
+            Some(&body),
+        )
+        .await
     }
 
     /// `PATCH /v1/ports/{uuid}`.
     pub async fn patch_port(&self, uuid: &str, ops: &[PatchOp]) -> Result<Port, IronicError> {
         let body = serde_json::to_value(ops).map_err(|e| IronicError::Protocol(e.to_string()))?;
-        self.json(Method::PATCH, &format!("/v1/ports/{uuid}"), Some(&body))
-            .await
+        self.json(
+            "patch_port",
+            Method::PATCH,
+            &format!("/v1/ports/{uuid}"),
+            Some(&body),
+        )
+        .await
     }
 
     /// `POST /v1/ports`. A MAC that already exists is a `Conflict`
@@ -288,7 +333,10 @@ impl IronicClient {
             Ok(bytes) => {
                 serde_json::from_slice(&bytes).map_err(|e| IronicError::Protocol(format!("create port: {e}")))
             }
-            Err(IronicError::Unavailable(_)) => self.json(Method::POST, "/v1/ports", Some(&body)).await,
+            Err(IronicError::Unavailable(_)) => {
+                self.json("create_port", Method::POST, "/v1/ports", Some(&body))
+                    .await
+            }
             Err(e) => Err(e),
         }
     }
@@ -297,6 +345,7 @@ impl IronicClient {
     pub async fn set_pxe_boot(&self, uuid: &str) -> Result<(), IronicError> {
         let body = serde_json::json!({"boot_device": "pxe", "persistent": false});
         self.call(
+            "set_boot_device",
             Method::PUT,
             &format!("/v1/nodes/{uuid}/management/boot_device"),
             Some(&body),
@@ -309,6 +358,7 @@ impl IronicClient {
     pub async fn set_power_state(&self, uuid: &str, target: &str) -> Result<(), IronicError> {
         let body = serde_json::json!({"target": target});
         self.call(
+            "set_power_state",
             Method::PUT,
             &format!("/v1/nodes/{uuid}/states/power"),
             Some(&body),
@@ -320,7 +370,7 @@ impl IronicClient {
     /// Checks Ironic answers and supports our microversion (`GET /v1`).
     /// Returns Ironic's maximum version.
     pub async fn check_api_version(&self) -> Result<String, IronicError> {
-        let v: Value = self.json(Method::GET, "/v1", None).await?;
+        let v: Value = self.json("version", Method::GET, "/v1", None).await?;
         let max = v["version"]["version"]
             .as_str()
             .ok_or_else(|| IronicError::Protocol("GET /v1 has no version.version".into()))?

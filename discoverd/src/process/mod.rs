@@ -64,8 +64,14 @@ pub async fn process(app: &App, body: Value) -> Result<Value, ApiError> {
 /// Records the end of a node's introspection and closes the filter for it.
 pub async fn finish_with(app: &App, uuid: &str, error: Option<String>) {
     match &error {
-        Some(e) => tracing::error!(node = %uuid, "introspection failed: {e}"),
-        None => tracing::info!(node = %uuid, "introspection finished"),
+        Some(e) => {
+            app.metrics.introspections_failed.inc();
+            tracing::error!(node = %uuid, "introspection failed: {e}");
+        }
+        None => {
+            app.metrics.introspections_finished.inc();
+            tracing::info!(node = %uuid, "introspection finished");
+        }
     }
     match app.cache.finished(uuid, error).await {
         Ok(macs) => {
