@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 use crate::config::{Config, Secret};
 use crate::ironic::{BoxFuture, TokenError, TokenSource};
 
-/// Refresh this long before the token expires.
+/// Refresh this long before the token expires (or at 90 % of a short
+/// lifetime).
 const REFRESH_MARGIN: Duration = Duration::from_secs(120);
 /// Largest Keystone response read (a token with a big catalog is ~50 KiB).
 const MAX_RESPONSE: usize = 4 * 1024 * 1024;
@@ -80,22 +81,33 @@ pub fn parse_expiry(s: &str) -> Option<SystemTime> {
     Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_secs_f64(ss.max(0.0)))
 }
 
-#[derive(Debug, Clone)]
-struct Cached {
-    token: String,
-    refresh_at: Instant,
-    catalog: Value,
-}
-
-/// Password credentials for a Keystone v3 session.
+/// Password credentials of a Keystone user, scoped to a project.
 #[derive(Debug, Clone)]
 pub struct Credentials {
+    /// Any Keystone URL: `…/v2.0` and bare hosts are turned into `…/v3`.
     pub auth_url: String,
     pub user: String,
     pub password: Secret,
     pub project: String,
     pub user_domain: String,
     pub project_domain: String,
+}
+
+#[derive(Clone)]
+struct Cached {
+    token: String,
+    refresh_at: Instant,
+    catalog: Value,
+}
+
+/// Never shows the token: a `Session` may be logged with `?`.
+impl std::fmt::Debug for Cached {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cached")
+            .field("token", &"***")
+            .field("refresh_at", &self.refresh_at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The daemon's Keystone session for its service user.
@@ -149,30 +161,36 @@ impl Session {
             user_domain: config.os_user_domain_name.clone(),
             project_domain: config.os_project_domain_name.clone(),
         };
-        Self::new(creds, config.ironic_timeout).map(Some)
+        Session::new(creds, config.ironic_timeout).map(Some)
     }
 
-    /// A session for any user (the CLI uses this with `OS_*` variables).
-    pub fn new(c: Credentials, timeout: Duration) -> Result<Arc<Self>, KeystoneError> {
-        // No idle connections: Keystone commonly runs under uWSGI, whose
-        // plain http-socket closes connections after each answer, so a
-        // pooled one fails on reuse. Validations are cached anyway.
+    /// A session for `creds`; every Keystone call is bounded by `timeout`.
+    pub fn new(creds: Credentials, timeout: Duration) -> Result<Arc<Self>, KeystoneError> {
         let http = reqwest::Client::builder()
             .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            // No idle connections: Keystone commonly runs under uWSGI, whose
+            // plain http-socket closes connections after each answer, so a
+            // pooled one fails on reuse. Validations are cached anyway.
             .pool_max_idle_per_host(0)
             .build()
-            .map_err(|e| KeystoneError::Protocol(e.to_string()))?;
+            .map_err(|e| KeystoneError::Protocol(format!("failed to build an HTTP client: {e}")))?;
         Ok(Arc::new(Session {
             http,
-            auth_url: v3_url(&c.auth_url),
-            user: c.user,
-            password: c.password,
-            project: c.project,
-            user_domain: c.user_domain,
-            project_domain: c.project_domain,
+            auth_url: v3_url(&creds.auth_url),
+            user: creds.user,
+            password: creds.password,
+            project: creds.project,
+            user_domain: creds.user_domain,
+            project_domain: creds.project_domain,
             cached: Mutex::new(None),
             refreshing: tokio::sync::Mutex::new(()),
         }))
+    }
+
+    /// The v3 root tokens are requested from.
+    pub fn auth_url(&self) -> &str {
+        &self.auth_url
     }
 
     fn current(&self) -> Option<Cached> {
@@ -355,12 +373,21 @@ impl TokenSource for SessionTokens {
     }
 }
 
-/// Positive validations, reused until `ttl` or the token's expiry.
+/// Positive validations, reused until `ttl` or the token's expiry. Keyed
+/// by the SHA-256 of the token, so no raw token is kept in memory longer
+/// than its request.
 #[derive(Debug)]
 pub struct ValidationCache {
     ttl: Duration,
     max: usize,
-    entries: Mutex<HashMap<String, (Identity, Instant)>>,
+    entries: Mutex<HashMap<[u8; 32], (Identity, tokio::time::Instant)>>,
+}
+
+fn token_key(token: &str) -> [u8; 32] {
+    let d = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+    let mut key = [0u8; 32];
+    key.copy_from_slice(d.as_ref());
+    key
 }
 
 impl ValidationCache {
@@ -373,16 +400,19 @@ impl ValidationCache {
     }
 
     pub fn get(&self, token: &str) -> Option<Identity> {
+        let key = token_key(token);
         let mut e = self
             .entries
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match e.get(token) {
-            Some((id, until)) if Instant::now() < *until && SystemTime::now() < id.expires_at => {
+        match e.get(&key) {
+            Some((id, until))
+                if tokio::time::Instant::now() < *until && SystemTime::now() < id.expires_at =>
+            {
                 Some(id.clone())
             }
             Some(_) => {
-                e.remove(token);
+                e.remove(&key);
                 None
             }
             None => None,
@@ -390,21 +420,34 @@ impl ValidationCache {
     }
 
     pub fn put(&self, token: &str, id: Identity) {
-        if self.ttl.is_zero() {
+        if self.ttl.is_zero() || self.max == 0 {
             return;
         }
+        let now = tokio::time::Instant::now();
         let mut e = self
             .entries
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if e.len() >= self.max {
-            let now = Instant::now();
             e.retain(|_, (_, until)| *until > now);
             if e.len() >= self.max {
+                // Still full of live entries: start over rather than grow.
                 e.clear();
             }
         }
-        e.insert(token.to_owned(), (id, Instant::now() + self.ttl));
+        e.insert(token_key(token), (id, now + self.ttl));
+    }
+
+    /// Entries held (for tests and metrics).
+    pub fn len(&self) -> usize {
+        self.entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -452,5 +495,26 @@ mod tests {
         let zero = ValidationCache::new(Duration::ZERO, 10);
         zero.put("a", id(100));
         assert!(zero.get("a").is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn validation_cache_forgets_after_ttl_and_stays_bounded() {
+        let c = ValidationCache::new(Duration::from_secs(300), 3);
+        let id = Identity {
+            user: "u".into(),
+            project: None,
+            roles: vec!["admin".into()],
+            expires_at: SystemTime::now() + Duration::from_secs(3600),
+        };
+        c.put("t", id.clone());
+        tokio::time::advance(Duration::from_secs(299)).await;
+        assert!(c.get("t").is_some());
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(c.get("t").is_none(), "token_cache_time bounds reuse");
+        for t in ["a", "b", "c", "d", "e"] {
+            c.put(t, id.clone());
+        }
+        assert!(c.len() <= 3);
+        assert!(c.get("e").is_some(), "the newest entry is kept");
     }
 }

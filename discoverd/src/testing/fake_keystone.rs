@@ -23,12 +23,21 @@ pub const ADMIN_TOKEN: &str = "gAAAAA-admin-token";
 pub const MEMBER_TOKEN: &str = "gAAAAA-member-token";
 pub const EXPIRED_TOKEN: &str = "gAAAAA-expired-token";
 
+/// A subject token added by a test: (user, roles, expires_at).
+type ExtraToken = (String, Vec<String>, String);
+
 #[derive(Debug, Default)]
 struct Inner {
     validations: AtomicUsize,
     issued: AtomicUsize,
     down: AtomicBool,
     ironic_url: std::sync::Mutex<String>,
+    /// Tokens added with `add_token`, by token.
+    extra: std::sync::Mutex<std::collections::HashMap<String, ExtraToken>>,
+    /// Validation answers this status instead (failure injection).
+    validate_status: std::sync::Mutex<Option<StatusCode>>,
+    /// Validation waits this long before answering.
+    validate_delay: std::sync::Mutex<Option<std::time::Duration>>,
 }
 
 /// A running fake Keystone.
@@ -78,6 +87,42 @@ impl FakeKeystone {
     /// While down, every call answers 503.
     pub fn set_down(&self, down: bool) {
         self.inner.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Adds a subject token with these roles; `expires_at` as Keystone
+    /// writes it (`2015-02-03T15:19:23.000000Z`), `None` for an hour.
+    pub fn add_token(&self, token: &str, user: &str, roles: &[&str], expires_at: Option<&str>) {
+        let expires = expires_at.map_or_else(in_an_hour, str::to_owned);
+        self.inner
+            .extra
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(
+                token.to_owned(),
+                (
+                    user.to_owned(),
+                    roles.iter().map(|r| (*r).to_owned()).collect(),
+                    expires,
+                ),
+            );
+    }
+
+    /// Token validation answers `status` (e.g. 500) until set to `None`.
+    pub fn set_validate_status(&self, status: Option<StatusCode>) {
+        *self
+            .inner
+            .validate_status
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = status;
+    }
+
+    /// Token validation answers only after `delay` (timeout injection).
+    pub fn set_validate_delay(&self, delay: Option<std::time::Duration>) {
+        *self
+            .inner
+            .validate_delay
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = delay;
     }
 
     /// The baremetal endpoint the catalog advertises.
@@ -135,10 +180,35 @@ async fn validate(State(s): State<Arc<Inner>>, headers: HeaderMap) -> Response {
         );
     }
     s.validations.fetch_add(1, Ordering::SeqCst);
+    let delay = *s
+        .validate_delay
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(d) = delay {
+        tokio::time::sleep(d).await;
+    }
+    let injected = *s
+        .validate_status
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(status) = injected {
+        return err(status, "injected failure");
+    }
     let subject = headers
         .get("X-Subject-Token")
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
+    let extra = s
+        .extra
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(subject)
+        .cloned();
+    if let Some((user, roles, expires)) = extra {
+        let roles: Vec<Value> = roles.into_iter().map(|r| json!({"name": r})).collect();
+        return axum::Json(json!({"token": {"expires_at": expires, "user": {"name": user}, "project": {"name": "demo"}, "roles": roles}}))
+            .into_response();
+    }
     let (user, roles, expires) = match subject {
         ADMIN_TOKEN => (
             "admin",

@@ -1,0 +1,328 @@
+//! `auth_strategy` × endpoint kind × credentials, against the in-process
+//! fake Keystone and real bcrypt htpasswd files.
+
+mod auth_support;
+
+use std::time::Duration;
+
+use auth_support::*;
+use axum::http::StatusCode;
+use discoverd::testing::FakeKeystone;
+use discoverd::testing::fake_keystone::{ADMIN_TOKEN, EXPIRED_TOKEN, MEMBER_TOKEN};
+
+const GARBAGE: &str = "gAAAAA-not-a-token";
+
+/// Every operator route answers `want` with these headers; every public
+/// route answers 200 with them.
+async fn expect_all(
+    r: &axum::Router,
+    headers: &[(&str, &str)],
+    want: StatusCode,
+    case: &str,
+) -> anyhow::Result<()> {
+    for (m, p) in OPERATOR_ROUTES {
+        let (status, _, body) = call(r, m, p, headers).await?;
+        assert_eq!(status, want, "{case}: {m} {p}: {body}");
+        if !status.is_success() {
+            assert!(
+                body["error"]["message"].as_str().is_some_and(|s| !s.is_empty()),
+                "{case}: {m} {p}: error shape: {body}"
+            );
+        }
+    }
+    for (m, p) in PUBLIC_ROUTES {
+        let (status, _, body) = call(r, m, p, headers).await?;
+        assert_eq!(status, StatusCode::OK, "{case}: public {m} {p}: {body}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn keystone_matrix() -> anyhow::Result<()> {
+    let ks = FakeKeystone::start().await?;
+    let r = router(authenticator(&keystone_config(&ks.url(), "")?)?);
+    expect_all(&r, &[], StatusCode::UNAUTHORIZED, "no token").await?;
+    expect_all(
+        &r,
+        &[("X-Auth-Token", "")],
+        StatusCode::UNAUTHORIZED,
+        "empty token",
+    )
+    .await?;
+    expect_all(
+        &r,
+        &[("X-Auth-Token", GARBAGE)],
+        StatusCode::UNAUTHORIZED,
+        "garbage",
+    )
+    .await?;
+    expect_all(
+        &r,
+        &[("X-Auth-Token", EXPIRED_TOKEN)],
+        StatusCode::UNAUTHORIZED,
+        "expired",
+    )
+    .await?;
+    expect_all(
+        &r,
+        &[("X-Auth-Token", MEMBER_TOKEN)],
+        StatusCode::FORBIDDEN,
+        "member",
+    )
+    .await?;
+    expect_all(&r, &[("X-Auth-Token", ADMIN_TOKEN)], StatusCode::OK, "admin").await?;
+    let (_, _, body) = call(&r, "GET", OPERATOR_ROUTES[1].1, &[("X-Auth-Token", ADMIN_TOKEN)]).await?;
+    assert_eq!(body["operator"]["user"], "admin");
+    Ok(())
+}
+
+#[tokio::test]
+async fn keystone_role_is_configurable() -> anyhow::Result<()> {
+    let ks = FakeKeystone::start().await?;
+    ks.add_token("gAAAAA-inspector", "ops", &["member", "baremetal_admin"], None);
+    let r = router(authenticator(&keystone_config(
+        &ks.url(),
+        "keystone_admin_role = baremetal_admin",
+    )?)?);
+    expect_all(
+        &r,
+        &[("X-Auth-Token", "gAAAAA-inspector")],
+        StatusCode::OK,
+        "custom role",
+    )
+    .await?;
+    expect_all(
+        &r,
+        &[("X-Auth-Token", ADMIN_TOKEN)],
+        StatusCode::FORBIDDEN,
+        "admin only",
+    )
+    .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn keystone_validations_are_cached_within_token_cache_time() -> anyhow::Result<()> {
+    let ks = FakeKeystone::start().await?;
+    let r = router(authenticator(&keystone_config(&ks.url(), "")?)?);
+    let h = [("X-Auth-Token", ADMIN_TOKEN)];
+    call(&r, "GET", OPERATOR_ROUTES[1].1, &h).await?;
+    let after_first = ks.validations();
+    assert_eq!(after_first, 1);
+    for _ in 0..5 {
+        let (status, _, _) = call(&r, "GET", OPERATOR_ROUTES[1].1, &h).await?;
+        assert_eq!(status, StatusCode::OK);
+    }
+    assert_eq!(
+        ks.validations(),
+        after_first,
+        "cached validations do not call Keystone"
+    );
+    assert_eq!(ks.issued(), 1, "one service token for all validations");
+    // Negative answers are not cached: the token may become valid.
+    call(&r, "GET", OPERATOR_ROUTES[1].1, &[("X-Auth-Token", GARBAGE)]).await?;
+    call(&r, "GET", OPERATOR_ROUTES[1].1, &[("X-Auth-Token", GARBAGE)]).await?;
+    assert_eq!(ks.validations(), after_first + 2);
+
+    let uncached = router(authenticator(&keystone_config(
+        &ks.url(),
+        "token_cache_time = 0",
+    )?)?);
+    let before = ks.validations();
+    call(&uncached, "GET", OPERATOR_ROUTES[1].1, &h).await?;
+    call(&uncached, "GET", OPERATOR_ROUTES[1].1, &h).await?;
+    assert_eq!(
+        ks.validations(),
+        before + 2,
+        "token_cache_time = 0 disables the cache"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn keystone_cache_never_outlives_the_token() -> anyhow::Result<()> {
+    let ks = FakeKeystone::start().await?;
+    // Valid for Keystone now, but already past expiry by our clock: such a
+    // validation must not be cached or honoured.
+    ks.add_token(
+        "gAAAAA-short",
+        "admin",
+        &["admin"],
+        Some("2000-01-01T00:00:00.000000Z"),
+    );
+    let r = router(authenticator(&keystone_config(&ks.url(), "")?)?);
+    for _ in 0..2 {
+        let (status, _, _) = call(
+            &r,
+            "GET",
+            OPERATOR_ROUTES[1].1,
+            &[("X-Auth-Token", "gAAAAA-short")],
+        )
+        .await?;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(ks.validations(), 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn keystone_failures_are_503_never_allowed() -> anyhow::Result<()> {
+    let ks = FakeKeystone::start().await?;
+    let r = router(authenticator(&keystone_config(
+        &ks.url(),
+        "ironic_timeout = 0.3",
+    )?)?);
+    for status in [StatusCode::INTERNAL_SERVER_ERROR, StatusCode::BAD_GATEWAY] {
+        ks.set_validate_status(Some(status));
+        let (got, _, body) = call(&r, "GET", OPERATOR_ROUTES[1].1, &[("X-Auth-Token", ADMIN_TOKEN)]).await?;
+        assert_eq!(got, StatusCode::SERVICE_UNAVAILABLE, "Keystone {status}: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("Keystone"))
+        );
+    }
+    ks.set_validate_status(None);
+    ks.set_validate_delay(Some(Duration::from_secs(30)));
+    let (got, _, _) = call(&r, "GET", OPERATOR_ROUTES[1].1, &[("X-Auth-Token", ADMIN_TOKEN)]).await?;
+    assert_eq!(got, StatusCode::SERVICE_UNAVAILABLE, "a Keystone timeout");
+    ks.set_validate_delay(None);
+    // Keystone down altogether (service token cannot even be issued).
+    let down = FakeKeystone::start().await?;
+    down.set_down(true);
+    let r = router(authenticator(&keystone_config(&down.url(), "")?)?);
+    expect_all(
+        &r,
+        &[("X-Auth-Token", ADMIN_TOKEN)],
+        StatusCode::SERVICE_UNAVAILABLE,
+        "down",
+    )
+    .await?;
+    // Nothing listening at all.
+    let r = router(authenticator(&keystone_config("http://127.0.0.1:9/v3", "")?)?);
+    let (got, _, _) = call(&r, "GET", OPERATOR_ROUTES[1].1, &[("X-Auth-Token", ADMIN_TOKEN)]).await?;
+    assert_eq!(got, StatusCode::SERVICE_UNAVAILABLE, "connection refused");
+    Ok(())
+}
+
+#[tokio::test]
+async fn keystone_needs_service_credentials() -> anyhow::Result<()> {
+    let c = config("auth_strategy = keystone")?;
+    assert!(authenticator(&c).is_err());
+    Ok(())
+}
+
+#[tokio::test]
+async fn identity_headers_from_clients_are_stripped() -> anyhow::Result<()> {
+    let forged = [
+        ("X-Identity-Status", "Confirmed"),
+        ("X-Roles", "admin"),
+        ("X-User-Id", "root"),
+        ("X-Project-Id", "admin"),
+        ("X-Service-Roles", "admin"),
+    ];
+    // Forged headers do not let a token-less request in...
+    let ks = FakeKeystone::start().await?;
+    let r = router(authenticator(&keystone_config(&ks.url(), "")?)?);
+    expect_all(&r, &forged, StatusCode::UNAUTHORIZED, "forged headers").await?;
+    // ...nor do they reach the handlers of a request that gets in.
+    let mut with_member = forged.to_vec();
+    with_member.push(("X-Auth-Token", MEMBER_TOKEN));
+    expect_all(&r, &with_member, StatusCode::FORBIDDEN, "member + forged").await?;
+    let mut with_admin = forged.to_vec();
+    with_admin.push(("X-Auth-Token", ADMIN_TOKEN));
+    let (_, _, body) = call(&r, "GET", OPERATOR_ROUTES[1].1, &with_admin).await?;
+    assert_eq!(body["identity_headers"], serde_json::json!({}), "{body}");
+    let noauth = router(authenticator(&config("auth_strategy = noauth")?)?);
+    let (_, _, body) = call(&noauth, "POST", "/v1/discover", &forged).await?;
+    assert_eq!(body["identity_headers"], serde_json::json!({}), "{body}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn noauth_allows_everything() -> anyhow::Result<()> {
+    let r = router(authenticator(&config("auth_strategy = noauth")?)?);
+    expect_all(&r, &[], StatusCode::OK, "noauth").await?;
+    expect_all(&r, &[("X-Auth-Token", GARBAGE)], StatusCode::OK, "noauth + token").await?;
+    let r = router(authenticator(&config("authenticate = false")?)?);
+    expect_all(&r, &[], StatusCode::OK, "authenticate = false").await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn http_basic_matrix() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("htpasswd");
+    std::fs::write(
+        &file,
+        format!(
+            "admin:{}\nlegacy:{{SHA}}qUqP5cyxm6YcTAhz05Hph5gvu9M=\n",
+            bcrypt::hash("s3cret", 5)?
+        ),
+    )?;
+    let r = router(authenticator(&config(&format!(
+        "auth_strategy = http_basic\nhttp_basic_auth_user_file = {}",
+        file.display()
+    ))?)?);
+    let good = basic("admin", "s3cret");
+    let cases = [
+        (None, StatusCode::UNAUTHORIZED, "none"),
+        (
+            Some(basic("admin", "wrong")),
+            StatusCode::UNAUTHORIZED,
+            "bad password",
+        ),
+        (
+            Some(basic("nobody", "s3cret")),
+            StatusCode::UNAUTHORIZED,
+            "unknown user",
+        ),
+        (
+            Some(basic("legacy", "test")),
+            StatusCode::UNAUTHORIZED,
+            "SHA1 entry",
+        ),
+        (
+            Some("Basic !!!notbase64".to_owned()),
+            StatusCode::UNAUTHORIZED,
+            "garbage",
+        ),
+        (
+            Some("Bearer abc".to_owned()),
+            StatusCode::UNAUTHORIZED,
+            "other scheme",
+        ),
+        (Some(good.clone()), StatusCode::OK, "good"),
+    ];
+    for (header, want, case) in cases {
+        let h: Vec<(&str, &str)> = header.iter().map(|v| ("Authorization", v.as_str())).collect();
+        expect_all(&r, &h, want, case).await?;
+        if want == StatusCode::UNAUTHORIZED {
+            let (_, headers, _) = call(&r, "POST", "/v1/discover", &h).await?;
+            assert_eq!(
+                headers.get("www-authenticate").and_then(|v| v.to_str().ok()),
+                Some("Basic realm=\"ironic-discoverd\""),
+                "{case}"
+            );
+        }
+    }
+    // The file is re-read when it changes: a new user works at once.
+    std::fs::write(
+        &file,
+        format!(
+            "admin:{}\nops:{}\n",
+            bcrypt::hash("s3cret", 5)?,
+            bcrypt::hash("pw", 5)?
+        ),
+    )?;
+    expect_all(
+        &r,
+        &[("Authorization", &basic("ops", "pw"))],
+        StatusCode::OK,
+        "new user",
+    )
+    .await?;
+    let (_, _, body) = call(&r, "GET", OPERATOR_ROUTES[1].1, &[("Authorization", &good)]).await?;
+    assert_eq!(body["operator"]["user"], "admin");
+    Ok(())
+}
