@@ -15,10 +15,11 @@ set -euo pipefail
 #                           virtualenvs for the real Ironic and Keystone (uWSGI compiles)
 #   curl, jq                the demo talks to the APIs and pretty-prints JSON
 #   man-db, groff-base      rendering the man pages (their test checks for warnings)
-#   systemd                 systemd-analyze, for verifying the shipped units (not booted)
+#   systemd                 systemd-analyze and systemd-socket-activate, for the units (never booted)
+#   make, gzip              the install target and its test
 PACKAGES=(
   nftables iptables libclang1-14 dnsmasq-base isc-dhcp-client iproute2 util-linux
-  python3-venv python3-dev build-essential curl jq man-db groff-base systemd
+  python3-venv python3-dev build-essential curl jq man-db groff-base systemd make gzip
 )
 
 if [ "$(id -u)" -ne 0 ]; then
