@@ -51,12 +51,33 @@ firewall_helper_socket = {sock}\nfirewall_update_period = 1\nironic_retry_period
                 sock = sock.display(),
             ),
         )?;
+        let mut stack = Stack {
+            dir,
+            conf,
+            port,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(15))
+                .build()?,
+            helper: None,
+        };
+        stack.start_helper(ns)?;
+        Ok(stack)
+    }
+
+    /// (Re)starts the helper in `ns` and waits for its socket.
+    pub fn start_helper(&mut self, ns: &Netns) -> anyhow::Result<()> {
+        let sock = self.dir.path().join("fw.sock");
+        let _ = std::fs::remove_file(&sock);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("helper.log"))?;
         let mut cmd = ns.command(binary("ironic-discoverd-fw-helper")?);
         cmd.arg("--config-file")
-            .arg(&conf)
+            .arg(&self.conf)
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("helper.log"))?);
-        let helper = ChildGuard::spawn("fw-helper", &mut cmd)?;
+            .stderr(log);
+        self.helper = Some(ChildGuard::spawn("fw-helper", &mut cmd)?);
         let deadline = Instant::now() + Duration::from_secs(10);
         while !sock.exists() {
             if Instant::now() > deadline {
@@ -64,15 +85,14 @@ firewall_helper_socket = {sock}\nfirewall_update_period = 1\nironic_retry_period
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Ok(Stack {
-            dir,
-            conf,
-            port,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(15))
-                .build()?,
-            helper: Some(helper),
-        })
+        Ok(())
+    }
+
+    /// SIGKILLs the helper.
+    pub fn kill_helper(&mut self) {
+        if let Some(mut h) = self.helper.take() {
+            h.kill();
+        }
     }
 
     /// Starts the daemon as uid/gid 64050, no capabilities, no_new_privs.
