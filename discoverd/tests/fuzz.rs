@@ -1,0 +1,115 @@
+//! Property-based fuzzing of the daemon's external inputs without HTTP in
+//! the way: the whole config loader on random INI files, and the ramdisk
+//! payload path (normalisation, every hook, lookup attributes) on random
+//! JSON. Case count: `DISCOVERD_FUZZ_CASES` (default 2000).
+
+use std::path::Path;
+
+use discoverd::config::Config;
+use discoverd::process::{HookChain, HookSettings, lookup_attributes, normalize};
+use proptest::prelude::*;
+use serde_json::Value;
+
+fn cases() -> u32 {
+    std::env::var("DISCOVERD_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000)
+}
+
+const KEYS: &[&str] = &[
+    "database",
+    "timeout",
+    "debug",
+    "listen_port",
+    "listen_address",
+    "processing_hooks",
+    "dnsmasq_interface",
+    "auth_strategy",
+    "authenticate",
+    "max_body_size",
+    "firewall_mode",
+    "os_auth_url",
+    "clean_up_period",
+];
+
+fn ini() -> impl Strategy<Value = String> {
+    prop::collection::vec((prop::sample::select(KEYS), "[ -~]{0,24}"), 0..10).prop_map(|kv| {
+        let mut s = String::from("[discoverd]\n");
+        for (k, v) in kv {
+            s.push_str(&format!("{k} = {v}\n"));
+        }
+        s
+    })
+}
+
+fn json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>().prop_map(Value::from),
+        "[ -~]{0,24}".prop_map(Value::from),
+        Just(Value::from("52:54:00:00:00:01")),
+    ];
+    leaf.prop_recursive(4, 64, 8, |inner| {
+        let key = prop_oneof![
+            Just("inventory"),
+            Just("interfaces"),
+            Just("macs"),
+            Just("cpu"),
+            Just("count"),
+            Just("disks"),
+            Just("size"),
+            Just("memory"),
+            Just("physical_mb"),
+            Just("root_disk"),
+            Just("mac"),
+            Just("ip"),
+            Just("mac_address"),
+            Just("ipv4_address"),
+            Just("bmc_address"),
+            Just("ipmi_address"),
+            Just("error"),
+            Just("cpus"),
+            Just("cpu_arch"),
+            Just("memory_mb"),
+            Just("local_gb"),
+            Just("boot"),
+            Just("name"),
+        ]
+        .prop_map(str::to_owned);
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
+            prop::collection::btree_map(key, inner, 0..8)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
+
+    #[test]
+    fn config_loader_never_panics(text in ini()) {
+        if let Ok(f) = common::ini::IniFile::parse(Path::new("fuzz.conf"), &text) {
+            let _ = Config::from_ini(&f);
+        }
+    }
+
+    #[test]
+    fn payload_path_never_panics(v in json()) {
+        let chain = HookChain::from_names(
+            &["ramdisk_error".into(), "scheduler".into(), "validate_interfaces".into(), "example".into()],
+            HookSettings::default(),
+        ).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        if let Ok(mut data) = normalize(v)
+            && chain.before_processing(&mut data).is_ok()
+        {
+            let attrs = lookup_attributes(&data);
+            let node: discoverd::ironic::Node = serde_json::from_value(serde_json::json!({"uuid": "u"}))
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let _ = chain.before_update(&node, &attrs.macs, &data);
+        }
+    }
+}
