@@ -74,6 +74,20 @@ async fn wait_status(e: &Env, uuid: &str, f: impl Fn(&Value) -> bool) -> anyhow:
     }
 }
 
+/// Starts introspection of `uuid` and waits until its background part
+/// has cached it (state `waiting`).
+async fn start_waiting(e: &Env, uuid: &str) -> anyhow::Result<Value> {
+    let (code, v) = call(
+        &e.router,
+        Method::POST,
+        &format!("/v1/introspection/{uuid}"),
+        None,
+    )
+    .await?;
+    anyhow::ensure!(code == StatusCode::ACCEPTED, "start of {uuid}: {code} {v}");
+    wait_status(e, uuid, |v| v["state"] == "waiting").await
+}
+
 /// The 1.0 functional test's node (spec §12).
 fn functest_node(fake: &FakeIronic) {
     fake.add_node_json(json!({
@@ -169,14 +183,7 @@ async fn ipa_inventory_payload_is_processed() -> anyhow::Result<()> {
     let e = env("").await?;
     e.fake.add_node(NODE, "10.10.0.21");
     e.fake.add_port(NODE, "3c:fd:fe:9c:87:60");
-    call(
-        &e.router,
-        Method::POST,
-        &format!("/v1/introspection/{NODE}"),
-        None,
-    )
-    .await?;
-    wait_status(&e, NODE, |v| v["state"] == "waiting").await?;
+    start_waiting(&e, NODE).await?;
     let ipa = json!({
         "inventory": {
             "interfaces": [
@@ -326,14 +333,7 @@ async fn before_processing_errors_are_returned_but_not_recorded() -> anyhow::Res
     // Pitfall 5.
     let e = env("processing_hooks = ramdisk_error,scheduler,validate_interfaces").await?;
     functest_node(&e.fake);
-    call(
-        &e.router,
-        Method::POST,
-        &format!("/v1/introspection/{NODE}"),
-        None,
-    )
-    .await?;
-    wait_status(&e, NODE, |v| v["state"] == "waiting").await?;
+    start_waiting(&e, NODE).await?;
     let mut p = functest_payload();
     p["error"] = json!("disk on fire");
     let (code, v) = call(
@@ -430,14 +430,7 @@ async fn duplicate_mac_on_a_second_node_is_recorded() -> anyhow::Result<()> {
     e.fake.add_node(NODE, "192.0.2.1");
     e.fake.add_node(OTHER, "192.0.2.2");
     e.fake.add_port(NODE, "52:54:00:00:00:01");
-    call(
-        &e.router,
-        Method::POST,
-        &format!("/v1/introspection/{NODE}"),
-        None,
-    )
-    .await?;
-    wait_status(&e, NODE, |v| v["state"] == "waiting").await?;
+    start_waiting(&e, NODE).await?;
     // Same BMC address on the other node.
     e.fake
         .edit_node(OTHER, |n| n["driver_info"]["ipmi_address"] = json!("192.0.2.1"));
@@ -493,14 +486,7 @@ async fn ambiguous_lookup_is_404_and_finished_node_is_404() -> anyhow::Result<()
 async fn statuses_survive_a_restart_on_the_same_file() -> anyhow::Result<()> {
     let e = env("").await?;
     functest_node(&e.fake);
-    call(
-        &e.router,
-        Method::POST,
-        &format!("/v1/introspection/{NODE}"),
-        None,
-    )
-    .await?;
-    wait_status(&e, NODE, |v| v["state"] == "waiting").await?;
+    start_waiting(&e, NODE).await?;
     let db = e.t.dir.path().join("discoverd.sqlite");
     // A new process on the same file: the status is there, lookup works.
     let cache = NodeCache::open(&db).await?;
@@ -516,14 +502,7 @@ async fn clean_up_times_out_nodes_and_keeps_them_untouched_in_ironic() -> anyhow
     // Pitfall 9: a timed-out node is not powered off and keeps on_discovery.
     let e = env("timeout = 0.2").await?;
     functest_node(&e.fake);
-    call(
-        &e.router,
-        Method::POST,
-        &format!("/v1/introspection/{NODE}"),
-        None,
-    )
-    .await?;
-    wait_status(&e, NODE, |v| v["state"] == "waiting").await?;
+    start_waiting(&e, NODE).await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     discoverd::periodic::clean_up(&e.app).await;
     let st = wait_status(&e, NODE, |v| v["finished"] == true).await?;
@@ -616,14 +595,7 @@ mod fuzz {
 async fn metrics_move_after_an_introspection_and_health_endpoints_answer() -> anyhow::Result<()> {
     let e = env("processing_hooks = ramdisk_error,scheduler,validate_interfaces").await?;
     functest_node(&e.fake);
-    call(
-        &e.router,
-        Method::POST,
-        &format!("/v1/introspection/{NODE}"),
-        None,
-    )
-    .await?;
-    wait_status(&e, NODE, |v| v["state"] == "waiting").await?;
+    start_waiting(&e, NODE).await?;
     let body = serde_json::to_vec(&functest_payload())?;
     call(&e.router, Method::POST, "/v1/continue", Some(&body)).await?;
     call(&e.router, Method::POST, "/v1/continue", Some(b"[]")).await?;
