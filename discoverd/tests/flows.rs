@@ -628,3 +628,59 @@ async fn metrics_move_after_an_introspection_and_health_endpoints_answer() -> an
     assert_eq!(v["failed"][0]["check"], json!("ironic"));
     Ok(())
 }
+
+/// Pitfall 7: the node PATCH is sent even when the hooks have nothing to
+/// change (all properties already set, no overwrite).
+#[tokio::test]
+async fn node_patch_is_sent_even_when_empty() -> anyhow::Result<()> {
+    let e = env("processing_hooks = scheduler,validate_interfaces").await?;
+    functest_node(&e.fake);
+    e.fake.edit_node(
+        NODE,
+        |n| {
+            n["properties"] =
+                json!({"cpus": "8", "cpu_arch": "x86_64", "memory_mb": "1024", "local_gb": "10"})
+        },
+    );
+    start_waiting(&e, NODE).await?;
+    let body = serde_json::to_vec(&functest_payload())?;
+    let (code, _) = call(&e.router, Method::POST, "/v1/continue", Some(&body)).await?;
+    assert_eq!(code, StatusCode::OK);
+    wait_status(&e, NODE, |v| v["finished"] == true).await?;
+    let patches: Vec<Value> = e
+        .fake
+        .calls_to("PATCH", &format!("/v1/nodes/{NODE}"))
+        .into_iter()
+        .filter_map(|c| c.body)
+        .collect();
+    assert_eq!(patches[1], json!([]), "{patches:?}");
+    // Existing values were kept (overwrite_existing is false).
+    assert_eq!(
+        e.fake.node(NODE).map(|n| n["properties"]["cpus"].clone()),
+        Some(json!("8"))
+    );
+    Ok(())
+}
+
+/// The pinned Ironic microversion is checked: an Ironic older than it is
+/// refused with a message that says what to do.
+#[tokio::test]
+async fn too_old_ironic_is_refused_clearly() -> anyhow::Result<()> {
+    let fake = FakeIronic::start().await?;
+    let t = discoverd::testing::TestApp::new(&fake.url(), "ironic_api_version = 2.5").await?;
+    let err = t
+        .app
+        .ironic
+        .check_api_version()
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.contains("supports API versions up to 1.99") && err.contains("ironic_api_version = 2.5"),
+        "{err}"
+    );
+    let ok = discoverd::testing::TestApp::new(&fake.url(), "").await?;
+    assert_eq!(ok.app.ironic.check_api_version().await?, "1.99");
+    Ok(())
+}

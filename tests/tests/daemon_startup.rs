@@ -61,3 +61,22 @@ fn usage_errors_exit_2() -> anyhow::Result<()> {
     assert_eq!(out.status.code(), Some(2));
     Ok(())
 }
+
+/// Pitfall 10: at start-up Ironic gets `ironic_retry_attempts + 1` tries,
+/// `ironic_retry_period` apart, then the daemon exits with an error.
+#[test]
+fn unreachable_ironic_gets_attempts_plus_one_tries_then_exit_1() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    // A port nothing listens on (bound, then released).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let text = format!(
+        "[discoverd]\ndatabase = {}\nauth_strategy = noauth\nmanage_firewall = false\nironic_url = http://127.0.0.1:{port}\n\
+ironic_retry_attempts = 2\nironic_retry_period = 0.1\nlisten_address = 127.0.0.1\nlisten_port = 0\n",
+        dir.path().join("db.sqlite").display()
+    );
+    let (code, err) = run_with_conf(&text, false)?;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("after 3 attempts"), "{err}");
+    assert_eq!(err.matches("Ironic is not reachable yet").count(), 3, "{err}");
+    Ok(())
+}
