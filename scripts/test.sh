@@ -67,6 +67,10 @@ else
 fi
 
 step "cargo test"
-cargo test --workspace --locked
+cargo test --workspace --locked 2>&1 | tee "$services_dir/cargo-test.log"
 
 step "done in $(( $(date +%s) - start ))s"
+# One closing line for the whole suite, summed over every test binary.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) {
+        if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
+     END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }' "$services_dir/cargo-test.log"
