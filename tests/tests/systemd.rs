@@ -1,116 +1,21 @@
-//! The shipped systemd units, and the binaries started with the
-//! environment systemd gives them. systemd is not booted anywhere (it is
-//! not PID 1 here, and booting it over the host filesystem would wipe the
-//! host's /tmp): `systemd-analyze` checks the units offline, and the
-//! binaries get `NOTIFY_SOCKET`, `LISTEN_FDS` (via systemd-socket-activate)
-//! and the units' user, capabilities and no_new_privs (via setpriv).
+//! The binaries started with the environment systemd gives them. systemd
+//! is not booted anywhere (it is not PID 1 here, and booting it over the
+//! host filesystem would wipe the host's /tmp): the binaries get
+//! `NOTIFY_SOCKET`, `LISTEN_FDS` (via systemd-socket-activate) and the
+//! units' user, capabilities and no_new_privs (via setpriv). The unit
+//! files themselves are checked offline in `systemd_units.rs`.
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 use std::time::Duration;
 
 use common::protocol::{ReplyBody, RequestBody};
 use common::{FilterMode, FilterState, InterfaceName, MacAddr};
 use discoverd::testing::FakeIronic;
 use ironic_discoverd_e2e::stack::{Stack, eventually};
-use ironic_discoverd_e2e::{
-    ChildGuard, Netns, binary, privileged_available, privileged_required, proc_status_field,
-};
-
-fn units_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../systemd")
-}
-
-/// systemd-analyze must be there where the suite is required to run.
-fn have_systemd_analyze() -> anyhow::Result<bool> {
-    let ok = Command::new("systemd-analyze")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok && privileged_required() {
-        anyhow::bail!(
-            "systemd-analyze is missing (install the systemd package) and DISCOVERD_REQUIRE_PRIVILEGED=1"
-        );
-    }
-    Ok(ok)
-}
-
-/// The units with ExecStart pointing at the built binaries, in a temp dir.
-fn staged_units() -> anyhow::Result<tempfile::TempDir> {
-    let dir = tempfile::tempdir()?;
-    for entry in std::fs::read_dir(units_dir())? {
-        let p = entry?.path();
-        let name = p
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default()
-            .to_owned();
-        if !(name.ends_with(".service") || name.ends_with(".socket")) {
-            continue;
-        }
-        let mut text = std::fs::read_to_string(&p)?;
-        for bin in ["ironic-discoverd-fw-helper", "ironic-discoverd"] {
-            text = text.replace(
-                &format!("/usr/bin/{bin} "),
-                &format!("{} ", binary(bin)?.display()),
-            );
-        }
-        std::fs::write(dir.path().join(name), text)?;
-    }
-    Ok(dir)
-}
-
-fn exposure(unit: &Path) -> anyhow::Result<f64> {
-    let out = Command::new("systemd-analyze")
-        .args(["security", "--offline=yes"])
-        .arg(unit)
-        .output()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text
-        .lines()
-        .find(|l| l.contains("Overall exposure level"))
-        .ok_or_else(|| anyhow::anyhow!("no exposure level in:\n{text}"))?;
-    let score = line
-        .split(':')
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("cannot read {line:?}"))?;
-    Ok(score)
-}
-
-#[test]
-fn units_verify_and_meet_their_exposure_targets() -> anyhow::Result<()> {
-    if !have_systemd_analyze()? {
-        eprintln!("skipped: no systemd-analyze");
-        return Ok(());
-    }
-    let staged = staged_units()?;
-    for unit in [
-        "ironic-discoverd.service",
-        "ironic-discoverd-fw-helper.service",
-        "ironic-discoverd-fw-helper.socket",
-    ] {
-        let out = Command::new("systemd-analyze")
-            .args(["verify", "--man=no"])
-            .arg(staged.path().join(unit))
-            .output()?;
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success() && err.trim().is_empty(), "{unit}: {err}");
-    }
-    let daemon = exposure(&staged.path().join("ironic-discoverd.service"))?;
-    let helper = exposure(&staged.path().join("ironic-discoverd-fw-helper.service"))?;
-    println!("exposure: daemon {daemon}, helper {helper}");
-    assert!(daemon <= 1.5, "daemon unit exposure {daemon} > 1.5");
-    assert!(helper <= 2.0, "helper unit exposure {helper} > 2.0");
-    // For scale: a 1.0-style unit (root, no hardening) scores far worse.
-    let plain = staged.path().join("plain.service");
-    std::fs::write(&plain, "[Service]\nExecStart=/bin/true\n")?;
-    assert!(exposure(&plain)? > 9.0);
-    Ok(())
-}
+use ironic_discoverd_e2e::{ChildGuard, Netns, binary, privileged_available, proc_status_field};
 
 fn notify_socket(dir: &Path) -> anyhow::Result<(UnixDatagram, String)> {
     let path = dir.join("notify.sock");
