@@ -257,8 +257,8 @@ impl HookChain {
 
     /// Every hook's `before_update`, merged as 1.0 does (spec §5.3 step 2):
     /// node patches concatenated; port patches replaced per MAC by later
-    /// hooks; then empty node values, MACs not created in this run and
-    /// empty port patches dropped.
+    /// hooks; then MACs not created in this run and empty port patches
+    /// dropped.
     pub fn before_update(
         &self,
         node: &Node,
@@ -272,10 +272,8 @@ impl HookChain {
                 merged.ports.extend(p.ports);
             }
         }
-        merged.node.retain(|op| match op {
-            PatchOp::Add { value, .. } | PatchOp::Replace { value, .. } => truthy(Some(value)),
-            PatchOp::Remove { .. } => true,
-        });
+        // 1.0 drops empty patch dicts here; a typed PatchOp is never
+        // empty, so every node operation is kept (values are not judged).
         merged
             .ports
             .retain(|mac, ops| created.contains(mac) && !ops.is_empty());
@@ -447,7 +445,8 @@ mod tests {
         let p = c.before_update(&node(json!({})), &["m1".into()], &Data::new())?;
         assert_eq!(p.ports.len(), 1);
         assert_eq!(p.ports["m1"], vec![PatchOp::add("/extra/by", "second")]);
-        assert!(p.node.is_empty(), "falsy node values are dropped");
+        // An operation with an empty value is a real patch, kept as 1.0 keeps it.
+        assert_eq!(p.node.len(), 2);
         Ok(())
     }
 }

@@ -13,8 +13,8 @@
 //! - `memory_mb`: `inventory.memory.physical_mb` (what flavours match;
 //!   `total` is bytes of usable RAM, smaller).
 //! - `local_gb`: the root disk's `size` in bytes: IPA's own `root_disk`
-//!   when posted, else the first disk of at least 4 GiB (inspector's
-//!   default root-device choice), in GiB, minus 1 (inspector and
+//!   when posted, else the smallest disk of at least 4 GiB (what IPA's
+//!   `guess_root_disk` picks), in GiB, minus 1 (inspector and
 //!   discoverd 1.0 both leave one GiB for partitioning).
 //! - `ipmi_address`: `inventory.bmc_address` (skipped when `0.0.0.0`).
 //! - `boot_interface`: top-level `boot_interface`, else
@@ -112,7 +112,8 @@ pub fn normalize(value: Value) -> Result<Data, PayloadError> {
                 .as_array()?
                 .iter()
                 .filter_map(|d| d.get("size").and_then(Value::as_u64))
-                .find(|s| *s >= MIN_ROOT_DISK)
+                .filter(|s| *s >= MIN_ROOT_DISK)
+                .min()
         });
     if let Some(size) = root_size {
         data.entry("local_gb")
@@ -216,6 +217,18 @@ mod tests {
         assert_eq!(d["interfaces"]["eno1"]["mac"], json!("3c:fd:fe:9c:87:60"));
         assert_eq!(d["interfaces"]["eno2"]["ip"], Value::Null);
         assert!(d.contains_key("inventory"), "originals are kept");
+        Ok(())
+    }
+
+    #[test]
+    fn without_root_disk_the_smallest_disk_of_4_gib_or_more_is_chosen() -> Result<(), PayloadError> {
+        let mut p = ipa_payload();
+        p["inventory"]["disks"] = json!([
+            {"name": "/dev/sda", "size": 2000u64 * GIB},
+            {"name": "/dev/sdb", "size": 2u64 * GIB},
+            {"name": "/dev/sdc", "size": 100u64 * GIB}
+        ]);
+        assert_eq!(normalize(p)?["local_gb"], json!(99));
         Ok(())
     }
 
