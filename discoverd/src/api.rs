@@ -73,6 +73,13 @@ impl From<CacheError> for ApiError {
                     "The node cache database is not available (read-only file or disk full?); see the log",
                 )
             }
+            CacheError::Unwritable { ref reason, .. } => {
+                tracing::error!("node cache failure: {e}");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("The node cache database cannot be written ({reason}); nothing was changed"),
+                )
+            }
             CacheError::Task(_) => ApiError::internal(e),
         }
     }

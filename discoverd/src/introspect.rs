@@ -73,6 +73,9 @@ pub async fn start(app: &App, uuid: &str, opts: StartOptions) -> Result<(), ApiE
             )));
         }
     }
+    // 1.0 answers 202 before the node is cached (spec §14); make sure the
+    // cache can take that write, or the start would be lost unrecorded.
+    app.cache.check_writable().await?;
     let app2 = app.clone();
     let span = tracing::info_span!("introspect", node = %uuid);
     app.spawn("introspect", background(app2, node, opts).instrument(span));

@@ -242,7 +242,8 @@ pub async fn readiness(checks: &impl ReadinessChecks) -> Response {
 
 impl ReadinessChecks for App {
     async fn database(&self) -> Result<(), String> {
-        self.cache.ping().await.map_err(|e| e.to_string())
+        self.cache.ping().await.map_err(|e| e.to_string())?;
+        self.cache.check_writable().await.map_err(|e| e.to_string())
     }
 
     async fn firewall(&self) -> Option<Result<(), String>> {

@@ -69,9 +69,17 @@ pub enum CacheError {
         #[source]
         source: std::io::Error,
     },
+    /// The database cannot take writes (read-only file system, disk full,
+    /// no permission): found before a write is attempted.
+    #[error("the node cache {path} cannot be written: {reason}")]
+    Unwritable { path: PathBuf, reason: String },
     #[error("node cache task failed: {0}")]
     Task(String),
 }
+
+/// Free space below which the cache counts as full: a start writes a few
+/// pages, a WAL checkpoint more; well under this is a disk about to fail.
+pub const MIN_FREE_BYTES: u64 = 1024 * 1024;
 
 /// The cache handle; cheap to clone.
 #[derive(Debug, Clone)]
@@ -458,12 +466,60 @@ impl NodeCache {
         .await
     }
 
+    /// Checks that a write can succeed before one is promised: the file
+    /// system is writable and has [`MIN_FREE_BYTES`] free, and the file
+    /// and its directory (WAL and shared-memory files) are writable by us.
+    pub async fn check_writable(&self) -> Result<(), CacheError> {
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || writable(&path))
+            .await
+            .map_err(|e| CacheError::Task(e.to_string()))?
+    }
+
     /// Checks the database answers (for readiness).
     pub async fn ping(&self) -> Result<(), CacheError> {
         let st = self.storage();
         self.with(move |c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(&st))
             .await
     }
+}
+
+fn writable(path: &Path) -> Result<(), CacheError> {
+    use nix::sys::statvfs::{FsFlags, statvfs};
+    use nix::unistd::{AccessFlags, access};
+    let unwritable = |reason: String| CacheError::Unwritable {
+        path: path.to_owned(),
+        reason,
+    };
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let fs = statvfs(dir).map_err(|e| unwritable(format!("statvfs of {}: {e}", dir.display())))?;
+    if fs.flags().contains(FsFlags::ST_RDONLY) {
+        return Err(unwritable("read-only file system".into()));
+    }
+    let free = fs.blocks_available().saturating_mul(fs.fragment_size());
+    if free < MIN_FREE_BYTES {
+        return Err(unwritable(format!(
+            "disk full: {free} bytes free, at least {MIN_FREE_BYTES} needed"
+        )));
+    }
+    // SQLite creates the -wal and -shm files with the database file's
+    // mode: a file once read-only leaves them read-only after it is fixed.
+    let side = |suffix: &str| {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        PathBuf::from(p)
+    };
+    let (wal, shm) = (side("-wal"), side("-shm"));
+    for p in [path, wal.as_path(), shm.as_path(), dir] {
+        if p != dir && !p.exists() {
+            continue;
+        }
+        access(p, AccessFlags::W_OK).map_err(|e| unwritable(format!("{}: {e}", p.display())))?;
+    }
+    Ok(())
 }
 
 fn open_sync(path: &Path) -> Result<Connection, CacheError> {
@@ -483,6 +539,20 @@ fn open_sync(path: &Path) -> Result<Connection, CacheError> {
     conn.pragma_update(None, "synchronous", "NORMAL")
         .map_err(storage)?;
     migrate(&mut conn).map_err(storage)?;
+    // SQLite falls back to read-only when the file is not writable: say so
+    // now, not at the first refused start.
+    let read_only = if conn.is_readonly(rusqlite::MAIN_DB).map_err(storage)? {
+        Some("the file is read-only".to_owned())
+    } else {
+        writable(path).err().map(|e| e.to_string())
+    };
+    if let Some(why) = read_only {
+        tracing::warn!(
+            path = %path.display(),
+            "the node cache cannot be written ({why}): statuses are served, starts and ramdisk reports \
+             are refused with 503 until it is writable and the daemon restarted"
+        );
+    }
     Ok(conn)
 }
 

@@ -384,6 +384,53 @@ async fn ironic_conflicts_and_outages_are_retried() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+async fn ironic_hanging_or_dropping_connections_is_retried() -> anyhow::Result<()> {
+    let e = env("ironic_timeout = 0.3").await?;
+    functest_node(&e.fake);
+    // The node GET loses its connection mid-body twice; validation hangs
+    // past the client's timeout once: both are retried, nothing is lost.
+    e.fake.inject(
+        Method::GET,
+        &format!("/v1/nodes/{NODE}/validate"),
+        Fault::Delay(Duration::from_secs(5)),
+        1,
+    );
+    e.fake
+        .inject(Method::GET, &format!("/v1/nodes/{NODE}"), Fault::Close, 2);
+    let started = tokio::time::Instant::now();
+    let (code, v) = call(
+        &e.router,
+        Method::POST,
+        &format!("/v1/introspection/{NODE}"),
+        None,
+    )
+    .await?;
+    assert_eq!(code, StatusCode::ACCEPTED, "{v}");
+    let node_gets = e
+        .fake
+        .calls()
+        .iter()
+        .filter(|c| c.method == "GET" && c.path == format!("/v1/nodes/{NODE}"))
+        .count();
+    assert_eq!(node_gets, 3, "two dropped connections, then an answer");
+    // Bounded by the timeout and backoff, not by the hang.
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    let st = wait_status(&e, NODE, |v| v["state"] == "waiting").await?;
+    assert_eq!(st["error"], Value::Null);
+    assert_eq!(
+        e.fake
+            .calls_to("GET", &format!("/v1/nodes/{NODE}/validate"))
+            .len(),
+        2
+    );
+    Ok(())
+}
+
+#[tokio::test]
 async fn failures_are_recorded_on_the_status() -> anyhow::Result<()> {
     let e = env("ironic_conflict_retries = 2").await?;
     functest_node(&e.fake);

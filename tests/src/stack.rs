@@ -102,11 +102,35 @@ firewall_helper_socket = {sock}\nfirewall_update_period = 1\nironic_retry_period
 
     /// Like [`Stack::daemon`], with extra environment variables (systemd's).
     pub fn daemon_with_env(&self, env: &[(&str, String)]) -> anyhow::Result<ChildGuard> {
+        self.spawn_daemon(Command::new("setpriv"), env)
+    }
+
+    /// Like [`Stack::daemon`], with the database directory on a tmpfs of
+    /// `size` (e.g. `2m`) mounted in a mount namespace of the daemon's own:
+    /// nothing outside sees it and it goes away with the daemon. Reach
+    /// its files through `/proc/<pid>/root` + [`Stack::db_dir`].
+    pub fn daemon_on_tmpfs(&self, size: &str) -> anyhow::Result<ChildGuard> {
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg(format!(
+                "mount -t tmpfs -o size={size},mode=0755,uid={DAEMON_ID},gid={DAEMON_ID} discoverd-test \"$0\" && exec \"$@\""
+            ))
+            .arg(self.db_dir())
+            .arg("setpriv");
+        self.spawn_daemon(cmd, &[])
+    }
+
+    /// The directory holding the daemon's SQLite file.
+    pub fn db_dir(&self) -> PathBuf {
+        self.dir.path().join("db")
+    }
+
+    /// `cmd` is `setpriv` or a wrapper ending in it.
+    fn spawn_daemon(&self, mut cmd: Command, env: &[(&str, String)]) -> anyhow::Result<ChildGuard> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.dir.path().join("daemon.log"))?;
-        let mut cmd = Command::new("setpriv");
         cmd.args([
             format!("--reuid={DAEMON_ID}"),
             format!("--regid={DAEMON_ID}"),

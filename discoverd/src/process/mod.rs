@@ -35,7 +35,10 @@ pub async fn process(app: &App, body: Value) -> Result<Value, ApiError> {
     let uuid = info.uuid.clone();
     let span = tracing::info_span!("continue", node = %uuid);
     async {
-        let _ = app.cache.set_state(&uuid, "processing").await;
+        // The first write: if the cache cannot take it, say so before
+        // Ironic is touched, so the ramdisk's retry finds everything as
+        // it was.
+        app.cache.set_state(&uuid, "processing").await?;
         let node = match app.ironic.get_node(&uuid).await {
             Ok(n) => n,
             Err(IronicError::NotFound(_)) => {

@@ -25,6 +25,8 @@ pub enum Fault {
     Delay(Duration),
     /// Answer 200 with a body that is not JSON.
     BadJson,
+    /// Send a 200 header and part of a body, then drop the connection.
+    Close,
 }
 
 /// One recorded request.
@@ -214,6 +216,14 @@ async fn record_and_inject(
             return ironic_error(status, "injected failure");
         }
         Some(Fault::BadJson) => return (StatusCode::OK, "{not json").into_response(),
+        Some(Fault::Close) => {
+            return (
+                StatusCode::OK,
+                [("content-type", "application/json")],
+                axum::body::Body::new(Truncated(false)),
+            )
+                .into_response();
+        }
         Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
         None => {}
     }
@@ -222,6 +232,29 @@ async fn record_and_inject(
         axum::body::Body::from(bytes),
     ))
     .await
+}
+
+/// A body that yields a few bytes and then fails, so the server drops the
+/// connection mid-response (what a crashing or restarting Ironic does).
+struct Truncated(bool);
+
+impl http_body::Body for Truncated {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
+        if self.0 {
+            return std::task::Poll::Ready(Some(Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "injected connection close",
+            ))));
+        }
+        self.0 = true;
+        std::task::Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::from_static(b"{\"uu")))))
+    }
 }
 
 async fn get_node(State(s): State<Shared>, Path(uuid): Path<String>) -> Response {
