@@ -4,11 +4,13 @@
 //!
 //! SQLite calls are blocking; every operation runs on the blocking pool
 //! (`spawn_blocking`) with one connection behind a mutex, so the async
-//! runtime never waits on the disk.
+//! runtime never waits on the disk. The `nodes` table is also mirrored in
+//! memory, updated under that mutex after each commit, so a status read
+//! (the API's hottest path) touches neither the disk nor the pool.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -85,7 +87,44 @@ pub const MIN_FREE_BYTES: u64 = 1024 * 1024;
 #[derive(Debug, Clone)]
 pub struct NodeCache {
     conn: Arc<Mutex<Connection>>,
+    statuses: Statuses,
     path: PathBuf,
+}
+
+/// The in-memory copy of the `nodes` table: written only while the
+/// connection's mutex is held and after the transaction committed, so it
+/// changes in commit order and never shows an uncommitted status.
+#[derive(Debug, Clone, Default)]
+struct Statuses(Arc<RwLock<HashMap<String, NodeInfo>>>);
+
+impl Statuses {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, NodeInfo>> {
+        self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, NodeInfo>> {
+        self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn load(conn: &Connection) -> rusqlite::Result<Self> {
+        let mut q = conn.prepare(SELECT)?;
+        let rows = q.query_map([], row)?;
+        let mut map = HashMap::new();
+        for r in rows {
+            let info = r?;
+            map.insert(info.uuid.clone(), info);
+        }
+        Ok(Statuses(Arc::new(RwLock::new(map))))
+    }
+
+    /// Mirrors `UPDATE nodes SET finished_at, error, state WHERE uuid`.
+    fn finish(&self, uuid: &str, at: f64, error: Option<String>) {
+        if let Some(n) = self.write().get_mut(uuid) {
+            n.state = if error.is_some() { "error" } else { "finished" }.into();
+            n.finished_at = Some(at);
+            n.error = error.filter(|e| !e.is_empty());
+        }
+    }
 }
 
 /// Seconds since the epoch, as 1.0 stored them.
@@ -150,11 +189,19 @@ impl NodeCache {
     pub async fn open(path: &Path) -> Result<Self, CacheError> {
         let path = path.to_owned();
         let p = path.clone();
-        let conn = tokio::task::spawn_blocking(move || open_sync(&p))
-            .await
-            .map_err(|e| CacheError::Task(e.to_string()))??;
+        let (conn, statuses) = tokio::task::spawn_blocking(move || {
+            let conn = open_sync(&p)?;
+            let statuses = Statuses::load(&conn).map_err(|source| CacheError::Storage {
+                path: p.clone(),
+                source,
+            })?;
+            Ok::<_, CacheError>((conn, statuses))
+        })
+        .await
+        .map_err(|e| CacheError::Task(e.to_string()))??;
         Ok(NodeCache {
             conn: Arc::new(Mutex::new(conn)),
+            statuses,
             path,
         })
     }
@@ -192,6 +239,7 @@ impl NodeCache {
     ) -> Result<NodeInfo, CacheError> {
         let uuid = uuid.to_owned();
         let st = self.storage();
+        let statuses = self.statuses.clone();
         self.with(move |c| {
             let tx = c.transaction().map_err(&st)?;
             for table in ["nodes", "attributes", "options"] {
@@ -224,40 +272,46 @@ impl NodeCache {
                 }
             }
             tx.commit().map_err(&st)?;
-            Ok(NodeInfo {
+            let info = NodeInfo {
                 uuid,
                 started_at: started,
                 finished_at: None,
                 error: None,
                 state: "starting".into(),
-            })
+            };
+            statuses.write().insert(info.uuid.clone(), info.clone());
+            Ok(info)
         })
         .await
     }
 
-    /// The cached status of `uuid`.
+    /// The cached status of `uuid`, from memory (see the module docs).
     pub async fn get_node(&self, uuid: &str) -> Result<NodeInfo, CacheError> {
-        let uuid = uuid.to_owned();
-        let st = self.storage();
-        self.with(move |c| {
-            c.query_row(&format!("{SELECT} WHERE uuid = ?1"), [&uuid], row)
-                .optional()
-                .map_err(&st)?
-                .ok_or(CacheError::NotFound(uuid))
-        })
-        .await
+        self.statuses
+            .read()
+            .get(uuid)
+            .cloned()
+            .ok_or_else(|| CacheError::NotFound(uuid.to_owned()))
     }
 
     /// Sets the inspector-style state of an unfinished node.
     pub async fn set_state(&self, uuid: &str, state: &'static str) -> Result<(), CacheError> {
         let uuid = uuid.to_owned();
         let st = self.storage();
+        let statuses = self.statuses.clone();
         self.with(move |c| {
             c.execute(
                 "UPDATE nodes SET state = ?2 WHERE uuid = ?1 AND finished_at IS NULL",
                 params![uuid, state],
             )
             .map_err(&st)?;
+            if let Some(n) = statuses
+                .write()
+                .get_mut(&uuid)
+                .filter(|n| n.finished_at.is_none())
+            {
+                n.state = state.into();
+            }
             Ok(())
         })
         .await
@@ -380,6 +434,7 @@ impl NodeCache {
     pub async fn finished(&self, uuid: &str, error: Option<String>) -> Result<Vec<String>, CacheError> {
         let uuid = uuid.to_owned();
         let st = self.storage();
+        let statuses = self.statuses.clone();
         self.with(move |c| {
             let tx = c.transaction().map_err(&st)?;
             let macs = {
@@ -390,9 +445,10 @@ impl NodeCache {
                 rows.collect::<Result<Vec<_>, _>>().map_err(&st)?
             };
             let state = if error.is_some() { "error" } else { "finished" };
+            let at = now();
             tx.execute(
                 "UPDATE nodes SET finished_at = ?2, error = ?3, state = ?4 WHERE uuid = ?1",
-                params![uuid, now(), error, state],
+                params![uuid, at, error, state],
             )
             .map_err(&st)?;
             tx.execute("DELETE FROM attributes WHERE uuid = ?1", [&uuid])
@@ -400,6 +456,7 @@ impl NodeCache {
             tx.execute("DELETE FROM options WHERE uuid = ?1", [&uuid])
                 .map_err(&st)?;
             tx.commit().map_err(&st)?;
+            statuses.finish(&uuid, at, error);
             Ok(macs)
         })
         .await
@@ -414,12 +471,20 @@ impl NodeCache {
         keep: Duration,
     ) -> Result<(Vec<String>, Vec<String>), CacheError> {
         let st = self.storage();
+        let statuses = self.statuses.clone();
         self.with(move |c| {
             let t = now();
+            let purge_before = t - keep.as_secs_f64();
+            let purge = |statuses: &Statuses| {
+                statuses
+                    .write()
+                    .retain(|_, n| n.finished_at.is_none_or(|f| f >= purge_before));
+            };
             let tx = c.transaction().map_err(&st)?;
-            tx.execute("DELETE FROM nodes WHERE finished_at < ?1", [t - keep.as_secs_f64()]).map_err(&st)?;
+            tx.execute("DELETE FROM nodes WHERE finished_at < ?1", [purge_before]).map_err(&st)?;
             let Some(timeout) = timeout else {
                 tx.commit().map_err(&st)?;
+                purge(&statuses);
                 return Ok((Vec::new(), Vec::new()));
             };
             let limit = t - timeout.as_secs_f64();
@@ -449,6 +514,10 @@ impl NodeCache {
                 tx.execute("DELETE FROM options WHERE uuid = ?1", [u]).map_err(&st)?;
             }
             tx.commit().map_err(&st)?;
+            purge(&statuses);
+            for u in &uuids {
+                statuses.finish(u, t, Some("Introspection timeout".into()));
+            }
             Ok((uuids, macs))
         })
         .await
@@ -474,6 +543,21 @@ impl NodeCache {
         tokio::task::spawn_blocking(move || writable(&path))
             .await
             .map_err(|e| CacheError::Task(e.to_string()))?
+    }
+
+    /// Reloads the in-memory statuses from the file (tests that edit the
+    /// file behind the cache's back).
+    #[cfg(test)]
+    async fn reload_statuses(&self) -> Result<(), CacheError> {
+        let st = self.storage();
+        let statuses = self.statuses.clone();
+        self.with(move |c| {
+            let fresh = Statuses::load(c).map_err(&st)?;
+            let map = std::mem::take(&mut *fresh.write());
+            *statuses.write() = map;
+            Ok(())
+        })
+        .await
     }
 
     /// Checks the database answers (for readiness).
@@ -692,6 +776,73 @@ mod tests {
         Ok(())
     }
 
+    /// Every row of `nodes`, read from the file.
+    async fn table(c: &NodeCache) -> Result<BTreeMap<String, NodeInfo>, CacheError> {
+        c.with(|c| {
+            let mut q = c.prepare(SELECT).map_err(|e| CacheError::Task(e.to_string()))?;
+            let rows = q
+                .query_map([], row)
+                .map_err(|e| CacheError::Task(e.to_string()))?;
+            rows.map(|r| r.map(|n| (n.uuid.clone(), n)))
+                .collect::<Result<_, _>>()
+                .map_err(|e| CacheError::Task(e.to_string()))
+        })
+        .await
+    }
+
+    async fn assert_mirrored(c: &NodeCache, step: &str) -> Result<(), CacheError> {
+        let file = table(c).await?;
+        let memory: BTreeMap<String, NodeInfo> = c
+            .statuses
+            .read()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        assert_eq!(memory, file, "after {step}");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn statuses_in_memory_match_the_file_after_every_kind_of_write() -> Result<(), CacheError> {
+        let (dir, c) = cache().await?;
+        c.add_node("a", Some("1.2.3.4".into()), vec!["aa".into()]).await?;
+        c.add_node("b", None, vec!["bb".into()]).await?;
+        c.add_node("c", None, vec![]).await?;
+        assert_mirrored(&c, "add_node").await?;
+        c.set_state("a", "waiting").await?;
+        c.set_state("nobody", "waiting").await?;
+        assert_mirrored(&c, "set_state").await?;
+        c.finished("b", Some("boom".into())).await?;
+        c.finished("c", Some(String::new())).await?;
+        c.finished("nobody", None).await?;
+        assert_mirrored(&c, "finished").await?;
+        // A finished node's state no longer moves.
+        c.set_state("b", "processing").await?;
+        assert_mirrored(&c, "set_state after finish").await?;
+        // Restarting "b" replaces its row.
+        c.add_node("b", None, vec!["bb".into()]).await?;
+        assert_mirrored(&c, "add_node again").await?;
+        c.with(|c| {
+            c.execute_batch(
+                "UPDATE nodes SET started_at = started_at - 100 WHERE uuid = 'a';
+                 UPDATE nodes SET finished_at = finished_at - 1000 WHERE uuid = 'c';",
+            )
+            .map_err(|e| CacheError::Task(e.to_string()))
+        })
+        .await?;
+        c.reload_statuses().await?;
+        c.clean_up(Some(Duration::from_secs(50)), Duration::from_secs(500))
+            .await?;
+        assert_mirrored(&c, "clean_up").await?;
+        assert_eq!(c.get_node("a").await?.state, "error");
+        // And a reopened cache starts from the same statuses.
+        drop(c);
+        let c2 = NodeCache::open(&dir.path().join("sub/discoverd.sqlite")).await?;
+        assert_mirrored(&c2, "reopening").await?;
+        assert_eq!(c2.statuses.read().len(), 2);
+        Ok(())
+    }
+
     #[tokio::test]
     async fn clean_up_times_out_and_purges() -> Result<(), CacheError> {
         let (_d, c) = cache().await?;
@@ -713,6 +864,7 @@ mod tests {
             .map_err(|e| CacheError::Task(e.to_string()))
         })
         .await?;
+        c.reload_statuses().await?;
         // Timeout disabled: nothing times out (purging still runs here; the
         // caller skips clean-up entirely when the timeout is disabled, as 1.0).
         let (timed_out, _) = c.clean_up(None, Duration::from_secs(10_000)).await?;
@@ -761,6 +913,7 @@ mod tests {
             .map_err(|e| CacheError::Task(e.to_string()))?;
         let c = NodeCache {
             conn: Arc::new(Mutex::new(ro)),
+            statuses: Statuses::default(),
             path: path.clone(),
         };
         let e = c.add_node("n1", None, vec![]).await;
