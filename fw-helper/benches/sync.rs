@@ -5,9 +5,12 @@
 //! - the bare rustables batch (this crate's nftables backend, in-process),
 //! - the same state through the helper (client → socket → helper → kernel),
 //! - `nft -f` loading the same ruleset,
-//! - `iptables-nft-restore` (one rule per MAC);
+//! - `iptables-nft-restore` (one rule per MAC),
+//! - discoverd 1.0's `update_filters`: one `iptables` process per command
+//!   and per MAC (spec §7), at 1 k and 10 k only (10 k takes ~20 s);
 //!
-//! and single-MAC add and remove through the helper with 10 k present.
+//! single-MAC add and remove through the helper with 10 k present, and the
+//! helper's memory (idle, and its peak after the 100 k syncs).
 //! Prints a Markdown table; medians of several runs.
 
 use std::collections::BTreeSet;
@@ -85,6 +88,87 @@ fn iptables_text(n: u32, salt: u8) -> String {
     fw_helper::backend::iptables::restore_input(&state, true)
 }
 
+/// Runs `iptables ARGS`; `ignore` steps may fail, as in 1.0.
+fn iptables(args: &[&str], ignore: bool) {
+    let ok = Command::new("iptables")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok || ignore, "iptables {args:?} failed");
+}
+
+/// discoverd 1.0's `_clean_up(chain)`: every step may fail.
+fn clean_up_chain(chain: &str, iface: &str) {
+    iptables(
+        &[
+            "-D", "INPUT", "-i", iface, "-p", "udp", "--dport", "67", "-j", chain,
+        ],
+        true,
+    );
+    iptables(&["-F", chain], true);
+    iptables(&["-X", chain], true);
+}
+
+/// discoverd 1.0's `update_filters` for `n` blacklisted MACs (spec §7):
+/// a temporary chain built one `iptables -A` per MAC, then swapped in.
+fn discoverd_way(n: u32, salt: u8) -> Duration {
+    let iface = "br-bench";
+    let macs: Vec<String> = (0..n).map(|i| mac(i, salt).to_string()).collect();
+    let start = Instant::now();
+    clean_up_chain("discovery_temp", iface);
+    iptables(&["-N", "discovery_temp"], false);
+    for m in &macs {
+        iptables(
+            &[
+                "-A",
+                "discovery_temp",
+                "-m",
+                "mac",
+                "--mac-source",
+                m,
+                "-j",
+                "DROP",
+            ],
+            false,
+        );
+    }
+    iptables(&["-A", "discovery_temp", "-j", "ACCEPT"], false);
+    iptables(
+        &[
+            "-I",
+            "INPUT",
+            "-i",
+            iface,
+            "-p",
+            "udp",
+            "--dport",
+            "67",
+            "-j",
+            "discovery_temp",
+        ],
+        false,
+    );
+    clean_up_chain("discovery", iface);
+    iptables(&["-E", "discovery_temp", "discovery"], false);
+    let took = start.elapsed();
+    clean_up_chain("discovery", iface);
+    took
+}
+
+/// `VmRSS` or `VmHWM` of `pid`, as printed in /proc (e.g. `3412 kB`).
+fn memory(pid: u32, field: &str) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(field)
+                .map(|v| v.trim_start_matches(':').trim().to_owned())
+        })
+        .unwrap_or_else(|| "?".into())
+}
+
 fn main() {
     if !nix::unistd::Uid::effective().is_root() {
         eprintln!("the firewall benchmark needs root (it works in a private network namespace)");
@@ -114,6 +198,7 @@ fn main() {
     while !socket.exists() {
         std::thread::sleep(Duration::from_millis(10));
     }
+    let helper_idle = memory(helper.id(), "VmRSS");
     let kernel = Command::new("uname")
         .arg("-r")
         .output()
@@ -213,6 +298,37 @@ fn main() {
         ms(median(add)),
         ms(median(del))
     );
+    println!(
+        "\nHelper memory: RSS idle {helper_idle}, peak (VmHWM) after the 100 000-MAC syncs {}",
+        memory(helper.id(), "VmHWM")
+    );
+
+    // discoverd 1.0's way against the helper's full sync of the same size.
+    println!("\n| n MACs | discoverd 1.0 (`iptables` per MAC) | through the helper | ratio |");
+    println!("|---|---|---|---|");
+    for (n, runs) in [(1_000u32, 3usize), (10_000, 1)] {
+        let old: Vec<Duration> = (0..runs).map(|r| discoverd_way(n, r as u8 + 1)).collect();
+        let new: Vec<Duration> = (0..RUNS)
+            .map(|r| {
+                let state = FilterState {
+                    interfaces: vec![iface()],
+                    mode: FilterMode::Deny,
+                    macs: (0..n).map(|i| mac(i, (r % 2) as u8 + 5)).collect(),
+                };
+                let t = Instant::now();
+                rt.block_on(client.call(RequestBody::Sync(state)))
+                    .unwrap_or_else(|e| panic!("{e}"));
+                t.elapsed()
+            })
+            .collect();
+        let (old, new) = (median(old), median(new));
+        println!(
+            "| {n} | {} | {} | {:.0}× |",
+            ms(old),
+            ms(new),
+            old.as_secs_f64() / new.as_secs_f64()
+        );
+    }
     let _ = helper.kill();
     let _ = helper.wait();
 }
