@@ -67,9 +67,17 @@ else
 fi
 
 step "cargo test"
+# Every fuzz target runs for a bounded time (common/src/fuzz.rs) and
+# reports its executions; give them longer by hand with this variable.
+export DISCOVERD_FUZZ_SECONDS=${DISCOVERD_FUZZ_SECONDS:-15}
+export DISCOVERD_FUZZ_REPORT=$services_dir/fuzz.txt
 cargo test --workspace --locked 2>&1 | tee "$services_dir/cargo-test.log"
 
 step "done in $(( $(date +%s) - start ))s"
+if [ -s "$services_dir/fuzz.txt" ]; then
+  awk '{ printf "fuzz: %-28s %9d executions in %5.1f s, %d crashes\n", $1, $2, $3, $4; n += $2; c += $4 }
+       END { printf "fuzz: %d executions, %d crashes\n", n, c }' "$services_dir/fuzz.txt"
+fi
 # One closing line for the whole suite, summed over every test binary.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) {
         if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }

@@ -3,6 +3,8 @@
 //! and the INI option reader both binaries use for `discoverd.conf`.
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "fuzz")]
+pub mod fuzz;
 pub mod iface;
 pub mod ini;
 pub mod mac;

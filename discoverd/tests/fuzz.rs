@@ -1,21 +1,16 @@
 //! Property-based fuzzing of the daemon's external inputs without HTTP in
 //! the way: the whole config loader on random INI files, and the ramdisk
 //! payload path (normalisation, every hook, lookup attributes) on random
-//! JSON. Case count: `DISCOVERD_FUZZ_CASES` (default 2000).
+//! JSON. Each runs for `DISCOVERD_FUZZ_SECONDS` (default 2; see
+//! `common::fuzz`).
 
 use std::path::Path;
 
+use common::fuzz::run;
 use discoverd::config::Config;
 use discoverd::process::{HookChain, HookSettings, lookup_attributes, normalize};
 use proptest::prelude::*;
 use serde_json::Value;
-
-fn cases() -> u32 {
-    std::env::var("DISCOVERD_FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2000)
-}
 
 const KEYS: &[&str] = &[
     "database",
@@ -87,29 +82,37 @@ fn json() -> impl Strategy<Value = Value> {
     })
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(cases()))]
-
-    #[test]
-    fn config_loader_never_panics(text in ini()) {
+#[test]
+fn config_loader_never_panics() {
+    run("config_loader", ini(), |text| {
         if let Ok(f) = common::ini::IniFile::parse(Path::new("fuzz.conf"), &text) {
             let _ = Config::from_ini(&f);
         }
-    }
+        Ok(())
+    });
+}
 
-    #[test]
-    fn payload_path_never_panics(v in json()) {
-        let chain = HookChain::from_names(
-            &["ramdisk_error".into(), "scheduler".into(), "validate_interfaces".into(), "example".into()],
-            HookSettings::default(),
-        ).map_err(|e| TestCaseError::fail(e.to_string()))?;
+#[test]
+fn payload_path_never_panics() {
+    let chain = HookChain::from_names(
+        &[
+            "ramdisk_error".into(),
+            "scheduler".into(),
+            "validate_interfaces".into(),
+            "example".into(),
+        ],
+        HookSettings::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let node: discoverd::ironic::Node =
+        serde_json::from_value(serde_json::json!({"uuid": "u"})).unwrap_or_else(|e| panic!("{e}"));
+    run("continue_payload", json(), |v| {
         if let Ok(mut data) = normalize(v)
             && chain.before_processing(&mut data).is_ok()
         {
             let attrs = lookup_attributes(&data);
-            let node: discoverd::ironic::Node = serde_json::from_value(serde_json::json!({"uuid": "u"}))
-                .map_err(|e| TestCaseError::fail(e.to_string()))?;
             let _ = chain.before_update(&node, &attrs.macs, &data);
         }
-    }
+        Ok(())
+    });
 }
