@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -155,11 +156,19 @@ async fn v1(headers: HeaderMap) -> Response {
     .into_response()
 }
 
+/// Path and query extractors' rejections as our JSON error, not axum's
+/// plain text.
+fn rejected(r: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request(r.to_string())
+}
+
 async fn start(
     State(app): State<App>,
-    Path(uuid): Path<String>,
-    Query(q): Query<BTreeMap<String, String>>,
+    uuid: Result<Path<String>, PathRejection>,
+    q: Result<Query<BTreeMap<String, String>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let Path(uuid) = uuid.map_err(rejected)?;
+    let Query(q) = q.map_err(rejected)?;
     validate_uuid(&uuid)?;
     let opts = introspect::StartOptions {
         // 1.0: any non-empty value means yes, "0" and "false" included.
@@ -174,9 +183,10 @@ async fn start(
 
 async fn status(
     State(app): State<App>,
-    Path(uuid): Path<String>,
+    uuid: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let Path(uuid) = uuid.map_err(rejected)?;
     validate_uuid(&uuid)?;
     let n = app.cache.get_node(&uuid).await?;
     let host = headers

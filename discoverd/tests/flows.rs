@@ -325,6 +325,13 @@ async fn continue_refusals_are_json_and_never_5xx() -> anyhow::Result<()> {
     let (code, v) = call(&e.router, Method::GET, "/v2/nothing", None).await?;
     assert_eq!(code, StatusCode::NOT_FOUND);
     assert!(v["error"]["message"].is_string());
+    // An undecodable path (percent-encoded bytes that are not UTF-8): a
+    // JSON 400 from our envelope, not the framework's plain text.
+    for method in [Method::POST, Method::GET] {
+        let (code, v) = call(&e.router, method.clone(), "/v1/introspection/%FF%FE", None).await?;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{method} → {v}");
+        assert!(v["error"]["message"].is_string(), "{method} → {v}");
+    }
     Ok(())
 }
 
