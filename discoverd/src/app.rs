@@ -244,6 +244,7 @@ fn spawn_ready(app: &App, notifier: crate::notify::Notifier) {
 /// apart, then give up.
 async fn check_ironic(ironic: &IronicClient, config: &Config) -> Result<(), StartupError> {
     let attempts = config.ironic_retry_attempts + 1;
+    let ironic = ironic.single_attempt();
     let mut last = None;
     for attempt in 1..=attempts {
         match ironic.check_api_version().await {

@@ -260,6 +260,7 @@ impl ReadinessChecks for App {
 
     async fn ironic(&self) -> Result<(), String> {
         self.ironic
+            .single_attempt()
             .check_api_version()
             .await
             .map(drop)

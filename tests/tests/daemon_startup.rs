@@ -80,3 +80,33 @@ ironic_retry_attempts = 2\nironic_retry_period = 0.1\nlisten_address = 127.0.0.1
     assert_eq!(err.matches("Ironic is not reachable yet").count(), 3, "{err}");
     Ok(())
 }
+
+/// The same count when Ironic answers 503: each start-up try is one HTTP
+/// request (the client's own 503 retries do not multiply them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ironic_answering_503_gets_exactly_attempts_plus_one_requests() -> anyhow::Result<()> {
+    let fake = discoverd::testing::FakeIronic::start().await?;
+    fake.inject(
+        axum::http::Method::GET,
+        "/v1",
+        discoverd::testing::Fault::Status(503),
+        100,
+    );
+    let dir = tempfile::tempdir()?;
+    let text = format!(
+        "[discoverd]\ndatabase = {}\nauth_strategy = noauth\nmanage_firewall = false\nironic_url = {}\n\
+ironic_retry_attempts = 2\nironic_retry_period = 0.1\nlisten_address = 127.0.0.1\nlisten_port = 0\n",
+        dir.path().join("db.sqlite").display(),
+        fake.url()
+    );
+    let (code, err) = tokio::task::spawn_blocking(move || run_with_conf(&text, false)).await??;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("after 3 attempts"), "{err}");
+    let tries = fake
+        .calls()
+        .iter()
+        .filter(|c| c.method == "GET" && c.path == "/v1")
+        .count();
+    assert_eq!(tries, 3, "{err}");
+    Ok(())
+}

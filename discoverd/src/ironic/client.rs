@@ -67,6 +67,9 @@ pub struct IronicClient {
     api_version: String,
     token: Option<Arc<dyn TokenSource>>,
     retry: RetryPolicy,
+    /// Tries on 503 and connection errors ([`UNAVAILABLE_ATTEMPTS`], or 1
+    /// for callers with a retry loop of their own).
+    unavailable_attempts: u32,
     metrics: Option<crate::metrics::Metrics>,
 }
 
@@ -121,8 +124,19 @@ impl IronicClient {
             api_version: api_version.to_owned(),
             token,
             retry,
+            unavailable_attempts: UNAVAILABLE_ATTEMPTS,
             metrics: None,
         })
+    }
+
+    /// A client that makes one try on 503 and connection errors, for
+    /// callers that retry on their own terms (start-up's
+    /// `ironic_retry_attempts`, readiness checks), so tries do not multiply.
+    pub fn single_attempt(&self) -> Self {
+        IronicClient {
+            unavailable_attempts: 1,
+            ..self.clone()
+        }
     }
 
     /// Records every call's latency and failures in `metrics`.
@@ -169,7 +183,7 @@ impl IronicClient {
                     tracing::debug!(%path, attempt = conflicts, "Ironic answered 409 ({msg}), retrying");
                     tokio::time::sleep(self.retry.conflict_period).await;
                 }
-                Err(IronicError::Unavailable(msg)) if unavailable + 1 < UNAVAILABLE_ATTEMPTS => {
+                Err(IronicError::Unavailable(msg)) if unavailable + 1 < self.unavailable_attempts => {
                     unavailable += 1;
                     let pause = UNAVAILABLE_BACKOFF * 2u32.pow(unavailable - 1);
                     tracing::debug!(%path, attempt = unavailable, ?pause, "Ironic unavailable ({msg}), retrying");
