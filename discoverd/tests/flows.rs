@@ -74,16 +74,21 @@ async fn wait_status(e: &Env, uuid: &str, f: impl Fn(&Value) -> bool) -> anyhow:
     }
 }
 
-/// Starts introspection of `uuid` and waits until its background part
-/// has cached it (state `waiting`).
-async fn start_waiting(e: &Env, uuid: &str) -> anyhow::Result<Value> {
-    let (code, v) = call(
+/// `POST /v1/introspection/<uuid>`.
+async fn post_start(e: &Env, uuid: &str) -> anyhow::Result<(StatusCode, Value)> {
+    call(
         &e.router,
         Method::POST,
         &format!("/v1/introspection/{uuid}"),
         None,
     )
-    .await?;
+    .await
+}
+
+/// Starts introspection of `uuid` and waits until its background part
+/// has cached it (state `waiting`).
+async fn start_waiting(e: &Env, uuid: &str) -> anyhow::Result<Value> {
+    let (code, v) = post_start(e, uuid).await?;
     anyhow::ensure!(code == StatusCode::ACCEPTED, "start of {uuid}: {code} {v}");
     wait_status(e, uuid, |v| v["state"] == "waiting").await
 }
@@ -112,13 +117,7 @@ fn functest_payload() -> Value {
 async fn functional_scenario_of_discoverd_1_0() -> anyhow::Result<()> {
     let e = env("processing_hooks = ramdisk_error,scheduler,validate_interfaces").await?;
     functest_node(&e.fake);
-    let (code, _) = call(
-        &e.router,
-        Method::POST,
-        &format!("/v1/introspection/{NODE}"),
-        None,
-    )
-    .await?;
+    let (code, _) = post_start(&e, NODE).await?;
     assert_eq!(code, StatusCode::ACCEPTED);
     let st = wait_status(&e, NODE, |v| v["state"] == "waiting").await?;
     assert_eq!(
@@ -232,26 +231,14 @@ async fn start_refusals_use_the_1_0_messages() -> anyhow::Result<()> {
         (code, v["error"]["message"].clone()),
         (StatusCode::BAD_REQUEST, json!("Invalid UUID value"))
     );
-    let (code, v) = call(
-        &e.router,
-        Method::POST,
-        &format!("/v1/introspection/{NODE}"),
-        None,
-    )
-    .await?;
+    let (code, v) = post_start(&e, NODE).await?;
     assert_eq!(
         (code, v["error"]["message"].clone()),
         (StatusCode::NOT_FOUND, json!(format!("Cannot find node {NODE}")))
     );
     e.fake.add_node(NODE, "192.0.2.1");
     e.fake.edit_node(NODE, |n| n["provision_state"] = json!("active"));
-    let (code, v) = call(
-        &e.router,
-        Method::POST,
-        &format!("/v1/introspection/{NODE}"),
-        None,
-    )
-    .await?;
+    let (code, v) = post_start(&e, NODE).await?;
     assert_eq!(code, StatusCode::BAD_REQUEST);
     assert_eq!(
         v["error"]["message"],
@@ -264,13 +251,7 @@ async fn start_refusals_use_the_1_0_messages() -> anyhow::Result<()> {
         n["maintenance"] = json!(true);
         n["fake_power_validation"] = json!({"result": false, "reason": "no BMC"});
     });
-    let (code, v) = call(
-        &e.router,
-        Method::POST,
-        &format!("/v1/introspection/{NODE}"),
-        None,
-    )
-    .await?;
+    let (code, v) = post_start(&e, NODE).await?;
     assert_eq!(code, StatusCode::BAD_REQUEST);
     assert_eq!(
         v["error"]["message"],
@@ -377,13 +358,7 @@ async fn ironic_conflicts_and_outages_are_retried() -> anyhow::Result<()> {
         Fault::Status(503),
         2,
     );
-    call(
-        &e.router,
-        Method::POST,
-        &format!("/v1/introspection/{NODE}"),
-        None,
-    )
-    .await?;
+    post_start(&e, NODE).await?;
     let st = wait_status(&e, NODE, |v| v["state"] == "waiting").await?;
     assert_eq!(st["error"], Value::Null);
     assert_eq!(e.fake.calls_to("PATCH", &format!("/v1/nodes/{NODE}")).len(), 4);
@@ -405,13 +380,7 @@ async fn ironic_hanging_or_dropping_connections_is_retried() -> anyhow::Result<(
     e.fake
         .inject(Method::GET, &format!("/v1/nodes/{NODE}"), Fault::Close, 2);
     let started = tokio::time::Instant::now();
-    let (code, v) = call(
-        &e.router,
-        Method::POST,
-        &format!("/v1/introspection/{NODE}"),
-        None,
-    )
-    .await?;
+    let (code, v) = post_start(&e, NODE).await?;
     assert_eq!(code, StatusCode::ACCEPTED, "{v}");
     let node_gets = e
         .fake
@@ -447,13 +416,7 @@ async fn failures_are_recorded_on_the_status() -> anyhow::Result<()> {
         Fault::Status(500),
         1,
     );
-    call(
-        &e.router,
-        Method::POST,
-        &format!("/v1/introspection/{NODE}"),
-        None,
-    )
-    .await?;
+    post_start(&e, NODE).await?;
     let st = wait_status(&e, NODE, |v| v["finished"] == true).await?;
     let err = st["error"].as_str().unwrap_or_default();
     assert!(
@@ -467,13 +430,7 @@ async fn failures_are_recorded_on_the_status() -> anyhow::Result<()> {
     e.fake.add_node(OTHER, "192.0.2.9");
     e.fake
         .inject(Method::GET, &format!("/v1/nodes/{OTHER}"), Fault::BadJson, 1);
-    let (code, v) = call(
-        &e.router,
-        Method::POST,
-        &format!("/v1/introspection/{OTHER}"),
-        None,
-    )
-    .await?;
+    let (code, v) = post_start(&e, OTHER).await?;
     assert_eq!(code, StatusCode::BAD_REQUEST, "{v}");
     Ok(())
 }
@@ -488,13 +445,7 @@ async fn duplicate_mac_on_a_second_node_is_recorded() -> anyhow::Result<()> {
     // Same BMC address on the other node.
     e.fake
         .edit_node(OTHER, |n| n["driver_info"]["ipmi_address"] = json!("192.0.2.1"));
-    call(
-        &e.router,
-        Method::POST,
-        &format!("/v1/introspection/{OTHER}"),
-        None,
-    )
-    .await?;
+    post_start(&e, OTHER).await?;
     let st = wait_status(&e, OTHER, |v| v["finished"] == true).await?;
     assert_eq!(
         st["error"],
@@ -514,7 +465,7 @@ async fn ambiguous_lookup_is_404_and_finished_node_is_404() -> anyhow::Result<()
     e.fake.add_node(OTHER, "192.0.2.2");
     e.fake.add_port(OTHER, "52:54:00:00:00:02");
     for u in [NODE, OTHER] {
-        call(&e.router, Method::POST, &format!("/v1/introspection/{u}"), None).await?;
+        post_start(&e, u).await?;
         wait_status(&e, u, |v| v["state"] == "waiting").await?;
     }
     let body = json!({"ipmi_address": "192.0.2.1", "interfaces": {"a": {"mac": "52:54:00:00:00:02", "ip": "10.0.0.1"}},

@@ -18,16 +18,23 @@ const NODE_B: &str = "7c1a3e70-2b2a-4e55-9a8f-5b0d6a0c0a02";
 const MAC_A: &str = "52:54:00:7a:00:01";
 const MAC_B: &str = "52:54:00:7b:00:01";
 
+/// A fake Ironic with nodes A and B, one port each, BMC addresses
+/// 192.0.2.`bmc` and the next one.
+async fn fake_with_a_and_b(bmc: u8) -> anyhow::Result<FakeIronic> {
+    let fake = FakeIronic::start().await?;
+    fake.add_node(NODE_A, &format!("192.0.2.{bmc}"));
+    fake.add_port(NODE_A, MAC_A);
+    fake.add_node(NODE_B, &format!("192.0.2.{}", bmc + 1));
+    fake.add_port(NODE_B, MAC_B);
+    Ok(fake)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn helper_killed_then_back_gets_the_full_state_within_a_second() -> anyhow::Result<()> {
     if !privileged_available("fault_helper_kill")? {
         return Ok(());
     }
-    let fake = FakeIronic::start().await?;
-    fake.add_node(NODE_A, "192.0.2.31");
-    fake.add_port(NODE_A, MAC_A);
-    fake.add_node(NODE_B, "192.0.2.32");
-    fake.add_port(NODE_B, MAC_B);
+    let fake = fake_with_a_and_b(31).await?;
     let ns = Netns::new("fault")?;
     // A long periodic sync period: the resync must come from the reconnector.
     let mut stack = Stack::new(&fake.url(), &ns, "br-fault", "firewall_update_period = 300")?;
@@ -317,11 +324,7 @@ async fn full_disk_gives_clear_errors_and_loses_nothing() -> anyhow::Result<()> 
     if !privileged_available("fault_disk_full")? {
         return Ok(());
     }
-    let fake = FakeIronic::start().await?;
-    fake.add_node(NODE_A, "192.0.2.51");
-    fake.add_port(NODE_A, MAC_A);
-    fake.add_node(NODE_B, "192.0.2.52");
-    fake.add_port(NODE_B, MAC_B);
+    let fake = fake_with_a_and_b(51).await?;
     let ns = Netns::new("diskfull")?;
     let stack = Stack::new(&fake.url(), &ns, "br-full", HOOKS)?;
     let daemon = stack.daemon_on_tmpfs("4m")?;
@@ -356,11 +359,7 @@ async fn read_only_database_gives_clear_errors_and_loses_nothing() -> anyhow::Re
     if !privileged_available("fault_read_only_db")? {
         return Ok(());
     }
-    let fake = FakeIronic::start().await?;
-    fake.add_node(NODE_A, "192.0.2.53");
-    fake.add_port(NODE_A, MAC_A);
-    fake.add_node(NODE_B, "192.0.2.54");
-    fake.add_port(NODE_B, MAC_B);
+    let fake = fake_with_a_and_b(53).await?;
     let ns = Netns::new("rodb")?;
     let stack = Stack::new(&fake.url(), &ns, "br-ro", HOOKS)?;
     let mut daemon = stack.daemon()?;
