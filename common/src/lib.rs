@@ -7,6 +7,8 @@
 pub mod fuzz;
 pub mod iface;
 pub mod ini;
+#[cfg(feature = "logging")]
+pub mod logging;
 pub mod mac;
 pub mod protocol;
 

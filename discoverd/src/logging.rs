@@ -1,26 +1,18 @@
-//! Log set-up: `tracing` to stderr, text or JSON lines, level from `debug`.
-//!
-//! `RUST_LOG` overrides the level for targeted debugging
-//! (`RUST_LOG=discoverd::ironic=trace`).
+//! Log set-up: `common::logging` with the daemon's dependencies kept
+//! quieter than our own code, as in 1.0 (urllib3, keystonemiddleware at
+//! WARNING).
 
-use tracing_subscriber::EnvFilter;
-
-/// Installs the global subscriber. Safe to call once per process.
+/// Installs the global subscriber (see `common::logging::init`).
 pub fn init(debug: bool, json: bool) {
-    let default = if debug { "debug" } else { "info" };
-    // Dependencies stay quieter than our own code, as in 1.0 (urllib3,
-    // keystonemiddleware at WARNING).
-    let directives = format!("{default},hyper=warn,reqwest=warn,rustls=warn,h2=warn,tower=warn");
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(directives));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let result = if json {
-        builder.json().flatten_event(true).try_init()
-    } else {
-        builder.try_init()
-    };
-    if let Err(e) = result {
-        eprintln!("logging was already initialised: {e}");
-    }
+    common::logging::init(
+        debug,
+        json,
+        &[
+            "hyper=warn",
+            "reqwest=warn",
+            "rustls=warn",
+            "h2=warn",
+            "tower=warn",
+        ],
+    );
 }
