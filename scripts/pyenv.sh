@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Creates (or reuses) the Python virtualenvs for a real OpenStack Ironic and
-# Keystone, from PyPI, with pinned versions. Idempotent: a stamp file with
-# the pins makes a re-run instant when nothing changed.
-#   scripts/pyenv.sh            # both
-#   scripts/pyenv.sh ironic     # one
+# Creates (or reuses) the Python virtualenvs for a real OpenStack Ironic,
+# Keystone and (for the benchmarks only) ironic-inspector, from PyPI, with
+# pinned versions. Idempotent: a stamp file with the pins makes a re-run
+# instant when nothing changed.
+#   scripts/pyenv.sh                    # ironic and keystone (what the tests need)
+#   scripts/pyenv.sh ironic inspector   # the ones named
 # Location: $DISCOVERD_PYENV_DIR (default /opt/ironic-discoverd-dev).
 set -euo pipefail
 root=${DISCOVERD_PYENV_DIR:-/opt/ironic-discoverd-dev}
@@ -14,6 +15,8 @@ python=/usr/bin/python3
 declare -A pins=(
   [ironic]="ironic==39.0.0 python-ironicclient==6.3.0"
   [keystone]="keystone==30.0.0 uwsgi==2.0.31"
+  # The peer that scripts/bench.sh measures against (shared/spec/real-ironic.md).
+  [inspector]="ironic-inspector==12.5.0 python-ironic-inspector-client==5.4.0"
 )
 
 make_venv() {
@@ -36,6 +39,6 @@ make_venv() {
 
 if [ $# -eq 0 ]; then set -- ironic keystone; fi
 for n in "$@"; do
-  [ -n "${pins[$n]:-}" ] || { echo "pyenv: unknown venv $n (ironic, keystone)" >&2; exit 2; }
+  [ -n "${pins[$n]:-}" ] || { echo "pyenv: unknown venv $n (ironic, keystone, inspector)" >&2; exit 2; }
   make_venv "$n"
 done

@@ -14,12 +14,13 @@ set -euo pipefail
 #   python3-venv, python3-dev, build-essential
 #                           virtualenvs for the real Ironic and Keystone (uWSGI compiles)
 #   curl, jq                the demo talks to the APIs and pretty-prints JSON
+#   wrk                     HTTP load generator for the API benchmark (scripts/bench.sh)
 #   man-db, groff-base      rendering the man pages (their test checks for warnings)
 #   systemd                 systemd-analyze and systemd-socket-activate, for the units (never booted)
 #   make, gzip              the install target and its test
 PACKAGES=(
   nftables iptables libclang1-14 dnsmasq-base isc-dhcp-client iproute2 util-linux
-  python3-venv python3-dev build-essential curl jq man-db groff-base systemd make gzip
+  python3-venv python3-dev build-essential curl jq man-db groff-base systemd make gzip wrk
 )
 
 if [ "$(id -u)" -ne 0 ]; then

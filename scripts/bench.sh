@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Every benchmark of BENCHMARKS.md in one command (as root; not part of the
+# test suite):
+#   scripts/bench.sh
+# Installs the system packages (wrk among them), builds the Ironic and
+# ironic-inspector venvs, starts a real standalone Ironic 39 and a real
+# ironic-inspector 12.5 on free loopback ports in a temporary directory
+# (stopped on exit), then runs the firewall benchmark and the API + scale
+# benchmark, which measures ironic-discoverd and ironic-inspector side by
+# side in the same run. Markdown tables go to stdout; the output is also
+# kept in $DISCOVERD_BENCH_LOG (default /tmp/discoverd-bench.log).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+start=$(date +%s)
+step() { printf '\n==> %s (%ss)\n' "$*" "$(( $(date +%s) - start ))"; }
+log=${DISCOVERD_BENCH_LOG:-/tmp/discoverd-bench.log}
+exec > >(tee "$log") 2>&1
+
+step "system packages"
+scripts/setup-system.sh
+
+step "Python venvs (Ironic 39, ironic-inspector 12.5)"
+scripts/pyenv.sh ironic inspector
+
+services_dir=$(mktemp -d /tmp/discoverd-bench-services.XXXXXX)
+cleanup() {
+  scripts/inspector.sh stop "$services_dir/inspector" >/dev/null 2>&1 || true
+  scripts/ironic-standalone.sh stop "$services_dir/ironic" >/dev/null 2>&1 || true
+  rm -rf "$services_dir"
+}
+trap cleanup EXIT
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+ironic_port=$(free_port)
+inspector_port=$(free_port)
+while [ "$inspector_port" = "$ironic_port" ]; do inspector_port=$(free_port); done
+
+step "starting Ironic and ironic-inspector ($services_dir)"
+scripts/ironic-standalone.sh start "$services_dir/ironic" --port "$ironic_port"
+scripts/inspector.sh start "$services_dir/inspector" --port "$inspector_port" \
+  --ironic-url "http://127.0.0.1:$ironic_port"
+export DISCOVERD_BENCH_IRONIC_URL=http://127.0.0.1:$ironic_port
+export DISCOVERD_BENCH_INSPECTOR_URL=http://127.0.0.1:$inspector_port
+# For CPU time and RSS of the peers (read from /proc).
+DISCOVERD_BENCH_IRONIC_PID=$(cat "$services_dir/ironic/ironic.pid")
+DISCOVERD_BENCH_INSPECTOR_PID=$(cat "$services_dir/inspector/inspector.pid")
+export DISCOVERD_BENCH_IRONIC_PID DISCOVERD_BENCH_INSPECTOR_PID
+
+step "firewall: cargo bench -p ironic-discoverd-fw-helper --bench sync"
+cargo bench --locked -p ironic-discoverd-fw-helper --bench sync
+
+step "API and scale: cargo bench -p ironic-discoverd --bench api"
+cargo bench --locked -p ironic-discoverd --bench api
+
+step "done in $(( $(date +%s) - start ))s (output kept in $log)"

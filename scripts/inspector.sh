@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# A real, standalone ironic-inspector 12.5 (API + conductor in one eventlet
+# process, noauth, SQLite, in-process fake message bus, no PXE filter) on
+# 127.0.0.1, talking to the Ironic at URL. It is the peer the benchmarks
+# measure against (scripts/bench.sh); nothing in the test suite uses it.
+#   scripts/inspector.sh start DIR --ironic-url URL [--port P]   # default port 5050
+#   scripts/inspector.sh stop DIR
+#   scripts/inspector.sh status DIR
+# Everything it writes is in DIR: config, database, locks, log, pid file.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+venv=${DISCOVERD_PYENV_DIR:-/opt/ironic-discoverd-dev}/inspector-venv
+
+usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+[ $# -ge 2 ] || usage
+cmd=$1 dir=$2; shift 2
+port=5050 ironic_url=
+while [ $# -gt 0 ]; do
+  case $1 in
+    --port) port=$2; shift 2 ;;
+    --ironic-url) ironic_url=$2; shift 2 ;;
+    *) usage ;;
+  esac
+done
+mkdir -p "$dir"
+dir=$(cd "$dir" && pwd)
+pidfile=$dir/inspector.pid
+
+running() { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
+
+case $cmd in
+  status)
+    running && { echo "ironic-inspector running (pid $(cat "$pidfile"))"; exit 0; }
+    echo "ironic-inspector not running"; exit 1 ;;
+  stop)
+    if running; then
+      pid=$(cat "$pidfile")
+      kill -TERM "$pid"
+      for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
+      echo "ironic-inspector stopped"
+    fi
+    rm -f "$pidfile"; exit 0 ;;
+  start) [ -n "$ironic_url" ] || usage ;;
+  *) usage ;;
+esac
+
+if running; then
+  echo "ironic-inspector already running at http://127.0.0.1:$(cat "$dir/port")"
+  exit 0
+fi
+"$here/pyenv.sh" inspector >/dev/null
+start=$SECONDS
+mkdir -p "$dir/locks"
+echo "$port" > "$dir/port"
+# transport_url = fake:// keeps the in-process RPC off RabbitMQ (without it
+# the first start request hangs); see shared/spec/real-ironic.md.
+cat > "$dir/inspector.conf" <<CONF
+[DEFAULT]
+auth_strategy = noauth
+standalone = true
+listen_address = 127.0.0.1
+listen_port = $port
+introspection_delay = 0
+transport_url = fake://
+log_file = $dir/inspector.log
+[ironic]
+auth_type = none
+endpoint_override = $ironic_url
+[database]
+connection = sqlite:///$dir/inspector.sqlite
+[pxe_filter]
+driver = noop
+[processing]
+store_data = database
+[oslo_concurrency]
+lock_path = $dir/locks
+CONF
+if [ ! -f "$dir/inspector.sqlite" ]; then
+  "$venv/bin/ironic-inspector-dbsync" --config-file "$dir/inspector.conf" upgrade >>"$dir/inspector.log" 2>&1
+fi
+setsid "$venv/bin/ironic-inspector" --config-file "$dir/inspector.conf" >>"$dir/inspector.log" 2>&1 < /dev/null &
+echo $! > "$pidfile"
+for _ in $(seq 300); do
+  if curl -fsS "http://127.0.0.1:$port/" >/dev/null 2>&1; then
+    echo "ironic-inspector ready at http://127.0.0.1:$port in $((SECONDS - start))s"
+    exit 0
+  fi
+  running || break
+  sleep 0.2
+done
+echo "ironic-inspector failed to start; last log lines:" >&2
+tail -n 30 "$dir/inspector.log" >&2
+"$0" stop "$dir" >/dev/null 2>&1 || true
+exit 1
