@@ -159,13 +159,12 @@ async fn background(app: App, node: Node, opts: StartOptions) {
     if let Err(e) = app.firewall.introspection_started(&macs).await {
         tracing::warn!("firewall not updated yet (the reconnector will resync): {e}");
     }
-    let _ = app.cache.set_state(&uuid, "waiting").await;
     if opts.setup_ipmi_credentials {
         tracing::info!(
             "node {uuid} must be powered on manually within {}s to set up IPMI credentials",
             app.config.timeout_secs()
         );
-        return;
+        return waiting(&app, &uuid).await;
     }
     if let Err(e) = app.ironic.set_pxe_boot(&uuid).await {
         tracing::warn!("failed to set the PXE boot device of node {uuid}: {e}");
@@ -178,7 +177,17 @@ async fn background(app: App, node: Node, opts: StartOptions) {
         )
         .await;
     }
+    // Only now: a status that says `waiting` means the node was told to
+    // boot the ramdisk (a report cannot come before that reboot).
+    waiting(&app, &uuid).await;
     tracing::info!(macs = macs.len(), "introspection started");
+}
+
+/// `starting` → `waiting`, unless a ramdisk report already moved it on.
+async fn waiting(app: &App, uuid: &str) {
+    if let Err(e) = app.cache.advance(uuid, "starting", "waiting").await {
+        tracing::warn!("failed to record that node {uuid} waits for its ramdisk: {e}");
+    }
 }
 
 /// The credentials to answer the ramdisk with when IPMI setup was asked.

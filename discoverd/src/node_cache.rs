@@ -317,6 +317,34 @@ impl NodeCache {
         .await
     }
 
+    /// Moves an unfinished node from state `from` to `to`; a node in any
+    /// other state is left alone (a ramdisk report that raced ahead has
+    /// already moved it on). Returns whether it moved.
+    pub async fn advance(
+        &self,
+        uuid: &str,
+        from: &'static str,
+        to: &'static str,
+    ) -> Result<bool, CacheError> {
+        let uuid = uuid.to_owned();
+        let st = self.storage();
+        let statuses = self.statuses.clone();
+        self.with(move |c| {
+            let moved = c
+                .execute(
+                    "UPDATE nodes SET state = ?3 WHERE uuid = ?1 AND finished_at IS NULL AND state = ?2",
+                    params![uuid, from, to],
+                )
+                .map_err(&st)?
+                > 0;
+            if moved && let Some(n) = statuses.write().get_mut(&uuid) {
+                n.state = to.into();
+            }
+            Ok(moved)
+        })
+        .await
+    }
+
     /// Finds the one active node matching the BMC address or any MAC:
     /// exact, case-sensitive, the union over all attributes (spec §6).
     pub async fn find_node(&self, bmc: Option<String>, macs: Vec<String>) -> Result<NodeInfo, CacheError> {
@@ -812,6 +840,13 @@ mod tests {
         c.set_state("a", "waiting").await?;
         c.set_state("nobody", "waiting").await?;
         assert_mirrored(&c, "set_state").await?;
+        assert!(c.advance("a", "waiting", "processing").await?);
+        assert!(
+            !c.advance("a", "starting", "waiting").await?,
+            "a processing node went back to waiting"
+        );
+        assert_eq!(c.get_node("a").await?.state, "processing");
+        assert_mirrored(&c, "advance").await?;
         c.finished("b", Some("boom".into())).await?;
         c.finished("c", Some(String::new())).await?;
         c.finished("nobody", None).await?;

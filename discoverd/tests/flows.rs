@@ -407,6 +407,32 @@ async fn ironic_hanging_or_dropping_connections_is_retried() -> anyhow::Result<(
 }
 
 #[tokio::test]
+async fn waiting_is_shown_only_once_the_node_was_told_to_reboot() -> anyhow::Result<()> {
+    let e = env("").await?;
+    functest_node(&e.fake);
+    e.fake.inject(
+        Method::PUT,
+        &format!("/v1/nodes/{NODE}/states/power"),
+        Fault::Delay(Duration::from_millis(800)),
+        1,
+    );
+    let (code, v) = post_start(&e, NODE).await?;
+    assert_eq!(code, StatusCode::ACCEPTED, "{v}");
+    // Cached, filter opened, but the reboot has not been answered yet.
+    let st = wait_status(&e, NODE, |v| !v.is_null()).await?;
+    assert_eq!(st["state"], "starting", "{st}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(get_status(&e, NODE).await?.1["state"], "starting");
+    let st = wait_status(&e, NODE, |v| v["state"] == "waiting").await?;
+    assert_eq!(
+        e.fake.node(NODE).map(|n| n["power_state"].clone()),
+        Some(json!("power on")),
+        "{st}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
 async fn failures_are_recorded_on_the_status() -> anyhow::Result<()> {
     let e = env("ironic_conflict_retries = 2").await?;
     functest_node(&e.fake);
