@@ -63,7 +63,7 @@ async fn helper_killed_then_back_gets_the_full_state_within_a_second() -> anyhow
     })
     .await?;
     let took = back.elapsed();
-    assert!(took <= Duration::from_millis(1500), "resync took {took:?}");
+    assert!(took <= Duration::from_secs(1), "resync took {took:?}");
     println!("helper back → kernel holds the desired set after {took:?}");
     Ok(())
 }
