@@ -25,25 +25,11 @@ done
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
 pidfile=$dir/inspector.pid
-
-running() { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
-
-case $cmd in
-  status)
-    running && { echo "ironic-inspector running (pid $(cat "$pidfile"))"; exit 0; }
-    echo "ironic-inspector not running"; exit 1 ;;
-  stop)
-    if running; then
-      pid=$(cat "$pidfile")
-      kill -TERM "$pid"
-      for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-      kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
-      echo "ironic-inspector stopped"
-    fi
-    rm -f "$pidfile"; exit 0 ;;
-  start) [ -n "$ironic_url" ] || usage ;;
-  *) usage ;;
-esac
+# shellcheck source=lib/service.sh
+. "$here/lib/service.sh"
+running() { svc_running "$pidfile"; }
+svc_control ironic-inspector "$pidfile" "$cmd" || usage
+[ -n "$ironic_url" ] || usage
 
 if running; then
   echo "ironic-inspector already running at http://127.0.0.1:$(cat "$dir/port")"

@@ -23,25 +23,10 @@ done
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
 pidfile=$dir/ironic.pid
-
-running() { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
-
-case $cmd in
-  status)
-    running && { echo "ironic running (pid $(cat "$pidfile"))"; exit 0; }
-    echo "ironic not running"; exit 1 ;;
-  stop)
-    if running; then
-      pid=$(cat "$pidfile")
-      kill -TERM "$pid"
-      for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-      kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
-      echo "ironic stopped"
-    fi
-    rm -f "$pidfile"; exit 0 ;;
-  start) ;;
-  *) usage ;;
-esac
+# shellcheck source=lib/service.sh
+. "$here/lib/service.sh"
+running() { svc_running "$pidfile"; }
+svc_control ironic "$pidfile" "$cmd" || usage
 
 if running; then
   echo "ironic already running at http://127.0.0.1:$(cat "$dir/port")"

@@ -3,6 +3,7 @@
 # 127.0.0.1, with the users the tests need.
 #   scripts/keystone.sh start DIR [--port P]   # default port 5000
 #   scripts/keystone.sh stop DIR
+#   scripts/keystone.sh status DIR
 # Everything it writes is in DIR; DIR/env (mode 0600) exports
 # KEYSTONE_URL, the admin password, the daemon's service user
 # (role admin on project "service") and a member-only user (role member
@@ -11,7 +12,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 venv=${DISCOVERD_PYENV_DIR:-/opt/ironic-discoverd-dev}/keystone-venv
 
-usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 [ $# -ge 2 ] || usage
 cmd=$1 dir=$2; shift 2
 port=5000
@@ -24,22 +25,11 @@ done
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
 pidfile=$dir/uwsgi.pid
-running() { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
-
-case $cmd in
-  stop)
-    if running; then
-      pid=$(cat "$pidfile")
-      # SIGINT stops the uWSGI master; SIGTERM would make it reload.
-      kill -INT "$pid"
-      for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-      kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
-      echo "keystone stopped"
-    fi
-    rm -f "$pidfile"; exit 0 ;;
-  start) ;;
-  *) usage ;;
-esac
+# shellcheck source=lib/service.sh
+. "$here/lib/service.sh"
+running() { svc_running "$pidfile"; }
+# SIGINT stops the uWSGI master; SIGTERM would make it reload.
+svc_control keystone "$pidfile" "$cmd" INT || usage
 if running; then echo "keystone already running"; exit 0; fi
 
 "$here/pyenv.sh" keystone >/dev/null

@@ -1,0 +1,29 @@
+# Shared by the scripts that run a Python service in the background
+# (ironic-standalone.sh, keystone.sh, inspector.sh); sourced, not run.
+# Each service lives in a directory with its pid file.
+
+# svc_running PIDFILE: the process in PIDFILE is alive.
+svc_running() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+# svc_control NAME PIDFILE COMMAND [STOP_SIGNAL]: carries out `status` and
+# `stop` (and exits); returns 0 for `start`, 2 for anything else.
+# `stop` sends STOP_SIGNAL (default TERM), waits up to 10 s, then KILLs.
+svc_control() {
+  local name=$1 pidfile=$2 cmd=$3 signal=${4:-TERM} pid
+  case $cmd in
+    status)
+      if svc_running "$pidfile"; then echo "$name running (pid $(cat "$pidfile"))"; exit 0; fi
+      echo "$name not running"; exit 1 ;;
+    stop)
+      if svc_running "$pidfile"; then
+        pid=$(cat "$pidfile")
+        kill "-$signal" "$pid"
+        for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid"; fi
+        echo "$name stopped"
+      fi
+      rm -f "$pidfile"; exit 0 ;;
+    start) return 0 ;;
+    *) return 2 ;;
+  esac
+}
