@@ -126,19 +126,33 @@ impl Netns {
     }
 
     /// The MACs in the table's set (`denied` or `allowed`), sorted.
+    ///
+    /// Right after a large set was filled the kernel is still growing its
+    /// hash table, and a listing taken then repeats some elements and
+    /// misses as many (fw-helper/src/backend/nft.rs, `read_set`): such a
+    /// listing is taken again, up to 20 times 50 ms apart; the last one is
+    /// returned whatever it holds, for the caller's assertion to show.
     pub fn nft_set_macs(&self) -> anyhow::Result<Option<Vec<String>>> {
-        let Some(table) = self.nft_table()? else {
-            return Ok(None);
-        };
-        let items = table["nftables"].as_array().cloned().unwrap_or_default();
-        let mut macs: Vec<String> = items
-            .iter()
-            .filter_map(|i| i.get("set"))
-            .flat_map(|s| s["elem"].as_array().cloned().unwrap_or_default())
-            .filter_map(|e| e.as_str().map(str::to_owned))
-            .collect();
-        macs.sort();
-        Ok(Some(macs))
+        let mut last = None;
+        for _ in 0..20 {
+            let Some(table) = self.nft_table()? else {
+                return Ok(None);
+            };
+            let items = table["nftables"].as_array().cloned().unwrap_or_default();
+            let mut macs: Vec<String> = items
+                .iter()
+                .filter_map(|i| i.get("set"))
+                .flat_map(|s| s["elem"].as_array().cloned().unwrap_or_default())
+                .filter_map(|e| e.as_str().map(str::to_owned))
+                .collect();
+            macs.sort();
+            if !macs.windows(2).any(|w| w[0] == w[1]) {
+                return Ok(Some(macs));
+            }
+            last = Some(macs);
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Ok(last)
     }
 }
 

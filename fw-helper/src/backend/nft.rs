@@ -339,18 +339,7 @@ impl Backend for Nftables {
                     "table inet {TABLE} exists but carries no readable metadata"
                 ))
             })?;
-        let sock = Socket::open().map_err(BackendError::Netlink)?;
-        let keys = sock
-            .dump_set_keys(TABLE, set_name(meta.mode))
-            .map_err(BackendError::Netlink)?;
-        let mut macs = BTreeSet::new();
-        for k in keys {
-            let octets: [u8; 6] = k
-                .as_slice()
-                .try_into()
-                .map_err(|_| BackendError::Query(format!("set element of {} bytes, expected 6", k.len())))?;
-            macs.insert(MacAddr::new(octets));
-        }
+        let macs = read_set(set_name(meta.mode))?;
         Ok(Some(FilterState {
             interfaces: meta.interfaces,
             mode: meta.mode,
@@ -363,9 +352,70 @@ impl Backend for Nftables {
     }
 }
 
+/// Dumps of a set this many times at most, [`DUMP_RETRY_PAUSE`] apart,
+/// before an inconsistent one is an error.
+const DUMP_ATTEMPTS: u32 = 20;
+const DUMP_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Every element of our set, from a consistent dump.
+///
+/// A large hash set keeps growing its table in a kernel worker after the
+/// batch that filled it; a dump taken meanwhile resumes each part by
+/// skipping the elements already sent in a changed order, and so repeats
+/// some elements and misses as many (seen here: 6 073 of 100 000 right
+/// after a full sync). A dump without repeats is exact (it always yields
+/// as many keys as the set holds), so repeats mean: dump again.
+fn read_set(set: &str) -> Result<BTreeSet<MacAddr>, BackendError> {
+    let sock = Socket::open().map_err(BackendError::Netlink)?;
+    let mut repeated = 0;
+    for attempt in 1..=DUMP_ATTEMPTS {
+        let keys = sock.dump_set_keys(TABLE, set).map_err(BackendError::Netlink)?;
+        let macs;
+        (macs, repeated) = distinct(&keys)?;
+        if repeated == 0 {
+            return Ok(macs);
+        }
+        tracing::debug!(
+            attempt,
+            repeated,
+            "set dump taken while the kernel resized the set; again"
+        );
+        std::thread::sleep(DUMP_RETRY_PAUSE);
+    }
+    Err(BackendError::Query(format!(
+        "no consistent dump of set {set} after {DUMP_ATTEMPTS} attempts ({repeated} elements repeated in the last)"
+    )))
+}
+
+/// The distinct MACs among dumped keys, and how many keys repeated one.
+fn distinct(keys: &[Vec<u8>]) -> Result<(BTreeSet<MacAddr>, usize), BackendError> {
+    let mut macs = BTreeSet::new();
+    for k in keys {
+        let octets: [u8; 6] = k
+            .as_slice()
+            .try_into()
+            .map_err(|_| BackendError::Query(format!("set element of {} bytes, expected 6", k.len())))?;
+        macs.insert(MacAddr::new(octets));
+    }
+    let repeated = keys.len() - macs.len();
+    Ok((macs, repeated))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dump_with_repeated_keys_is_recognised() -> Result<(), BackendError> {
+        let k = |b: u8| vec![2, 0, 0, 0, 0, b];
+        let (macs, repeated) = distinct(&[k(1), k(2), k(3)])?;
+        assert_eq!((macs.len(), repeated), (3, 0));
+        // What a dump during a resize looks like: as many keys, one twice.
+        let (macs, repeated) = distinct(&[k(1), k(2), k(2)])?;
+        assert_eq!((macs.len(), repeated), (2, 1));
+        assert!(distinct(&[vec![1, 2, 3]]).is_err());
+        Ok(())
+    }
     use crate::backend::netlink::messages;
 
     fn state(mode: FilterMode, n: u32, ifaces: &[&str]) -> Applied {
