@@ -29,6 +29,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use discoverd::testing::FakeIronic;
+use ironic_discoverd_e2e::ironic_rest::IronicRest;
 use serde_json::{Value, json};
 
 /// Nodes of the scale run against the fake Ironic (one more is the status node).
@@ -261,6 +262,7 @@ fn real_powered_on(ironic: &Ironic, period: Duration) -> (PoweredOn, tokio::task
     let task = tokio::spawn(async move {
         loop {
             if let Ok(v) = ironic
+                .0
                 .send(
                     reqwest::Method::GET,
                     "/v1/nodes?fields=uuid,power_state&limit=1000",
@@ -382,72 +384,11 @@ async fn wait_waiting(
     }
 }
 
-/// A minimal REST client for the real Ironic (noauth), set up the way an
-/// operator would.
+/// The real Ironic, set up through the shared REST helper.
 #[derive(Clone)]
-struct Ironic {
-    url: String,
-    http: reqwest::Client,
-}
+struct Ironic(IronicRest);
 
 impl Ironic {
-    async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value, String> {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.url))
-            .header("X-OpenStack-Ironic-API-Version", "1.31");
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.map_err(|e| format!("{path}: {e}"))?;
-        let status = resp.status();
-        let text = resp.text().await.map_err(|e| format!("{path}: {e}"))?;
-        if !status.is_success() {
-            return Err(format!("{path}: {status}: {text}"));
-        }
-        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
-    /// A manageable fake-hardware node with one port; returns its UUID.
-    async fn enroll(&self, bmc: &str, mac: &str) -> Result<String, String> {
-        let n = self
-            .send(
-                reqwest::Method::POST,
-                "/v1/nodes",
-                Some(json!({"driver": "fake-hardware", "driver_info": {"ipmi_address": bmc}})),
-            )
-            .await?;
-        let uuid = n["uuid"]
-            .as_str()
-            .ok_or_else(|| format!("node create answered without a uuid: {n}"))?
-            .to_owned();
-        self.send(
-            reqwest::Method::POST,
-            "/v1/ports",
-            Some(json!({"address": mac, "node_uuid": uuid})),
-        )
-        .await?;
-        let path = format!("/v1/nodes/{uuid}/states/provision");
-        self.send(reqwest::Method::PUT, &path, Some(json!({"target": "manage"})))
-            .await?;
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let n = self
-                .send(reqwest::Method::GET, &format!("/v1/nodes/{uuid}"), None)
-                .await?;
-            if n["provision_state"] == "manageable" {
-                return Ok(uuid);
-            }
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "{uuid} not manageable after 120 s: {}",
-                    n["provision_state"]
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
     /// Enrolls one node per (bmc, mac), 8 at a time; panics if any fails.
     async fn enroll_all(&self, nodes: &[(String, String)]) -> Vec<String> {
         let sem = Arc::new(tokio::sync::Semaphore::new(8));
@@ -459,7 +400,7 @@ impl Ironic {
                 let sem = sem.clone();
                 tokio::spawn(async move {
                     let _permit = sem.acquire().await.map_err(|e| e.to_string())?;
-                    me.enroll(&bmc, &mac).await
+                    me.0.enroll(&bmc, &mac).await.map_err(|e| e.to_string())
                 })
             })
             .collect();
@@ -732,10 +673,9 @@ async fn run() {
     start_all_waiting(&http, &base, std::slice::from_ref(known), Some(&fake_on)).await;
 
     // The same for ironic-inspector, on a node of the real Ironic.
-    let real = real_ironic.as_ref().map(|url| Ironic {
-        url: url.clone(),
-        http: http.clone(),
-    });
+    let real = real_ironic
+        .as_ref()
+        .map(|url| Ironic(IronicRest::new(url).unwrap_or_else(|e| panic!("an HTTP client for {url}: {e}"))));
     // Per-run MAC prefix, so reruns against the same Ironic do not collide.
     let run_tag = std::process::id() & 0xff;
     let inspector_status_url = match (&real, &inspector) {
@@ -937,7 +877,7 @@ DISCOVERD_BENCH_INSPECTOR_URL not set (scripts/bench.sh starts both and sets the
         .timeout(Duration::from_secs(300))
         .build()
         .unwrap_or_else(|e| panic!("{e}"));
-    let real_daemon = start_daemon(&http, dir.path(), "real", &ironic.url).await;
+    let real_daemon = start_daemon(&http, dir.path(), "real", ironic.0.url()).await;
     let real_pid = real_daemon.child.id();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let real_idle = mib(real_pid, "VmRSS");

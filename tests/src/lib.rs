@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 pub mod dhcp;
+pub mod ironic_rest;
 pub mod stack;
 
 /// True when the environment demands that privileged tests run

@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use ironic_discoverd_e2e::dhcp::{DhcpLab, SERVER_IF};
+use ironic_discoverd_e2e::ironic_rest::IronicRest;
 use ironic_discoverd_e2e::stack::{Stack, eventually};
 use ironic_discoverd_e2e::{Netns, privileged_available, privileged_required};
 use serde_json::{Value, json};
@@ -26,99 +27,6 @@ fn ironic_url(test: &str) -> anyhow::Result<Option<String>> {
             eprintln!("{test}: skipped, no real Ironic (run through scripts/test.sh)");
             Ok(None)
         }
-    }
-}
-
-/// A small REST client for setting up Ironic the way an operator would.
-struct Ironic {
-    url: String,
-    http: reqwest::Client,
-}
-
-impl Ironic {
-    fn new(url: &str) -> anyhow::Result<Self> {
-        Ok(Ironic {
-            url: url.trim_end_matches('/').to_owned(),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()?,
-        })
-    }
-
-    async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.url))
-            .header("X-OpenStack-Ironic-API-Version", "1.31");
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await?;
-        let status = resp.status();
-        let text = resp.text().await?;
-        if !status.is_success() {
-            anyhow::bail!("{path}: {status}: {text}");
-        }
-        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
-    async fn node(&self, uuid: &str) -> anyhow::Result<Value> {
-        self.send(reqwest::Method::GET, &format!("/v1/nodes/{uuid}"), None)
-            .await
-    }
-
-    async fn set_provision(&self, uuid: &str, target: &str, want: &str) -> anyhow::Result<()> {
-        self.send(
-            reqwest::Method::PUT,
-            &format!("/v1/nodes/{uuid}/states/provision"),
-            Some(json!({"target": target})),
-        )
-        .await?;
-        eventually(
-            &format!("{uuid} to reach {want}"),
-            Duration::from_secs(60),
-            async || {
-                let n = self.node(uuid).await?;
-                Ok((n["provision_state"] == want).then_some(()))
-            },
-        )
-        .await
-    }
-
-    /// A manageable fake-hardware node with one port.
-    async fn enroll(&self, bmc: &str, mac: &str) -> anyhow::Result<String> {
-        let n = self
-            .send(
-                reqwest::Method::POST,
-                "/v1/nodes",
-                Some(json!({"driver": "fake-hardware", "driver_info": {"ipmi_address": bmc}})),
-            )
-            .await?;
-        let uuid = n["uuid"].as_str().unwrap_or_default().to_owned();
-        self.send(
-            reqwest::Method::POST,
-            "/v1/ports",
-            Some(json!({"address": mac, "node_uuid": uuid})),
-        )
-        .await?;
-        self.set_provision(&uuid, "manage", "manageable").await?;
-        Ok(uuid)
-    }
-
-    async fn port_macs(&self, uuid: &str) -> anyhow::Result<Vec<String>> {
-        let v = self
-            .send(reqwest::Method::GET, &format!("/v1/nodes/{uuid}/ports"), None)
-            .await?;
-        let mut macs: Vec<String> = v["ports"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|p| p["address"].as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default();
-        macs.sort();
-        Ok(macs)
     }
 }
 
@@ -157,7 +65,7 @@ async fn parallel_introspection_and_dhcp_only_while_introspected() -> anyhow::Re
     let Some(url) = ironic_url("real_ironic_parallel")? else {
         return Ok(());
     };
-    let ironic = Ironic::new(&url)?;
+    let ironic = IronicRest::new(&url)?;
     let (mac_prefix, bmc_prefix) = unique(1);
     let nodes: Vec<(String, String)> = (0..4)
         .map(|i| (format!("{mac_prefix}:00:{i:02x}"), format!("{bmc_prefix}{i}")))
@@ -266,7 +174,7 @@ async fn error_paths_of_discoverd_1_0_against_real_ironic() -> anyhow::Result<()
     let Some(url) = ironic_url("real_ironic_errors")? else {
         return Ok(());
     };
-    let ironic = Ironic::new(&url)?;
+    let ironic = IronicRest::new(&url)?;
     let (mac_prefix, bmc_prefix) = unique(2);
     let ns = Netns::new("rierr")?;
     let stack = Stack::new(&url, &ns, "br-err", "timeout = 2\nclean_up_period = 0.5")?;
