@@ -134,10 +134,8 @@ impl Client {
             }
         })?;
         let status = resp.status().as_u16();
-        let text = resp
-            .text()
-            .await
-            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let bytes = read_limited(resp).await?;
+        let text = String::from_utf8_lossy(&bytes);
         let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         if (200..300).contains(&status) {
             return Ok(value);
@@ -202,6 +200,27 @@ impl Client {
     }
 }
 
+/// Largest answer the client reads: a status is a few hundred bytes, an
+/// error message a few more; anything near this is not ironic-discoverd.
+const MAX_RESPONSE: usize = 1024 * 1024;
+
+async fn read_limited(mut resp: reqwest::Response) -> Result<Vec<u8>, ClientError> {
+    let mut out = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| ClientError::Protocol(e.to_string()))?
+    {
+        if out.len() + chunk.len() > MAX_RESPONSE {
+            return Err(ClientError::Protocol(format!(
+                "answer larger than {MAX_RESPONSE} bytes"
+            )));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
 fn url_encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
@@ -220,6 +239,28 @@ mod tests {
         assert_eq!(base_url("http://127.0.0.1:5050"), "http://127.0.0.1:5050/v1");
         assert_eq!(base_url("http://127.0.0.1:5050/"), "http://127.0.0.1:5050/v1");
         assert_eq!(base_url("http://h/v1/"), "http://h/v1");
+    }
+
+    #[tokio::test]
+    async fn an_oversized_answer_is_a_typed_error() -> Result<(), Box<dyn std::error::Error>> {
+        let huge = "x".repeat(MAX_RESPONSE + 1);
+        let app = axum::Router::new().route(
+            "/v1/introspection/{uuid}",
+            axum::routing::get(move || {
+                let huge = huge.clone();
+                async move { huge }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let c = Client::new(&url, ClientAuth::None, Duration::from_secs(10))?;
+        let e = c.get_status("0b4a3e70-2b2a-4e55-9a8f-5b0d6a0c0a01").await;
+        assert!(
+            matches!(&e, Err(ClientError::Protocol(m)) if m.contains("larger than")),
+            "{e:?}"
+        );
+        Ok(())
     }
 
     #[test]
