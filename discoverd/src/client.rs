@@ -134,7 +134,9 @@ impl Client {
             }
         })?;
         let status = resp.status().as_u16();
-        let bytes = read_limited(resp).await?;
+        let bytes = crate::http_body::read_limited(resp, MAX_RESPONSE)
+            .await
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
         let text = String::from_utf8_lossy(&bytes);
         let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         if (200..300).contains(&status) {
@@ -203,23 +205,6 @@ impl Client {
 /// Largest answer the client reads: a status is a few hundred bytes, an
 /// error message a few more; anything near this is not ironic-discoverd.
 const MAX_RESPONSE: usize = 1024 * 1024;
-
-async fn read_limited(mut resp: reqwest::Response) -> Result<Vec<u8>, ClientError> {
-    let mut out = Vec::new();
-    while let Some(chunk) = resp
-        .chunk()
-        .await
-        .map_err(|e| ClientError::Protocol(e.to_string()))?
-    {
-        if out.len() + chunk.len() > MAX_RESPONSE {
-            return Err(ClientError::Protocol(format!(
-                "answer larger than {MAX_RESPONSE} bytes"
-            )));
-        }
-        out.extend_from_slice(&chunk);
-    }
-    Ok(out)
-}
 
 fn url_encode(s: &str) -> String {
     s.bytes()

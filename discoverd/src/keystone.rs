@@ -130,14 +130,9 @@ async fn read_json(
 ) -> Result<(reqwest::StatusCode, reqwest::header::HeaderMap, Value), String> {
     let status = resp.status();
     let headers = resp.headers().clone();
-    let mut resp = resp;
-    let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
-        if body.len() + chunk.len() > MAX_RESPONSE {
-            return Err(format!("response larger than {MAX_RESPONSE} bytes"));
-        }
-        body.extend_from_slice(&chunk);
-    }
+    let body = crate::http_body::read_limited(resp, MAX_RESPONSE)
+        .await
+        .map_err(|e| e.to_string())?;
     let v = serde_json::from_slice(&body).unwrap_or(Value::Null);
     Ok((status, headers, v))
 }

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod client;
 pub mod config;
 pub mod firewall;
+pub mod http_body;
 pub mod introspect;
 pub mod ironic;
 pub mod keystone;

@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use super::TokenSource;
 use super::model::{InterfaceValidation, Node, PatchOp, Port};
+use crate::http_body::ReadError;
 
 /// Largest Ironic response body we read (a page of 1000 ports is ~0.5 MiB).
 const MAX_RESPONSE: usize = 16 * 1024 * 1024;
@@ -410,21 +411,13 @@ impl IronicClient {
     }
 }
 
-async fn read_limited(mut resp: reqwest::Response) -> Result<Vec<u8>, IronicError> {
-    let mut out = Vec::new();
-    while let Some(chunk) = resp
-        .chunk()
+async fn read_limited(resp: reqwest::Response) -> Result<Vec<u8>, IronicError> {
+    crate::http_body::read_limited(resp, MAX_RESPONSE)
         .await
-        .map_err(|e| IronicError::Unavailable(format!("failed to read the response: {e}")))?
-    {
-        if out.len() + chunk.len() > MAX_RESPONSE {
-            return Err(IronicError::Protocol(format!(
-                "response larger than {MAX_RESPONSE} bytes"
-            )));
-        }
-        out.extend_from_slice(&chunk);
-    }
-    Ok(out)
+        .map_err(|e| match e {
+            ReadError::Read(_) => IronicError::Unavailable(e.to_string()),
+            ReadError::TooLarge(_) => IronicError::Protocol(e.to_string()),
+        })
 }
 
 #[cfg(test)]
