@@ -106,15 +106,11 @@ impl Statuses {
         self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn load(conn: &Connection) -> rusqlite::Result<Self> {
+    /// Every row of the `nodes` table, by uuid.
+    fn load(conn: &Connection) -> rusqlite::Result<HashMap<String, NodeInfo>> {
         let mut q = conn.prepare(SELECT)?;
         let rows = q.query_map([], row)?;
-        let mut map = HashMap::new();
-        for r in rows {
-            let info = r?;
-            map.insert(info.uuid.clone(), info);
-        }
-        Ok(Statuses(Arc::new(RwLock::new(map))))
+        rows.map(|r| r.map(|info| (info.uuid.clone(), info))).collect()
     }
 
     /// Mirrors `UPDATE nodes SET finished_at, error, state WHERE uuid`.
@@ -195,6 +191,7 @@ impl NodeCache {
                 path: p.clone(),
                 source,
             })?;
+            let statuses = Statuses(Arc::new(RwLock::new(statuses)));
             Ok::<_, CacheError>((conn, statuses))
         })
         .await
@@ -296,25 +293,7 @@ impl NodeCache {
 
     /// Sets the inspector-style state of an unfinished node.
     pub async fn set_state(&self, uuid: &str, state: &'static str) -> Result<(), CacheError> {
-        let uuid = uuid.to_owned();
-        let st = self.storage();
-        let statuses = self.statuses.clone();
-        self.with(move |c| {
-            c.execute(
-                "UPDATE nodes SET state = ?2 WHERE uuid = ?1 AND finished_at IS NULL",
-                params![uuid, state],
-            )
-            .map_err(&st)?;
-            if let Some(n) = statuses
-                .write()
-                .get_mut(&uuid)
-                .filter(|n| n.finished_at.is_none())
-            {
-                n.state = state.into();
-            }
-            Ok(())
-        })
-        .await
+        self.change_state(uuid, None, state).await.map(drop)
     }
 
     /// Moves an unfinished node from state `from` to `to`; a node in any
@@ -326,13 +305,25 @@ impl NodeCache {
         from: &'static str,
         to: &'static str,
     ) -> Result<bool, CacheError> {
+        self.change_state(uuid, Some(from), to).await
+    }
+
+    /// `to` for an unfinished node (in state `from`, when given); the
+    /// in-memory copy follows what the file did.
+    async fn change_state(
+        &self,
+        uuid: &str,
+        from: Option<&'static str>,
+        to: &'static str,
+    ) -> Result<bool, CacheError> {
         let uuid = uuid.to_owned();
         let st = self.storage();
         let statuses = self.statuses.clone();
         self.with(move |c| {
             let moved = c
                 .execute(
-                    "UPDATE nodes SET state = ?3 WHERE uuid = ?1 AND finished_at IS NULL AND state = ?2",
+                    "UPDATE nodes SET state = ?3 WHERE uuid = ?1 AND finished_at IS NULL \
+                     AND (?2 IS NULL OR state = ?2)",
                     params![uuid, from, to],
                 )
                 .map_err(&st)?
@@ -580,9 +571,7 @@ impl NodeCache {
         let st = self.storage();
         let statuses = self.statuses.clone();
         self.with(move |c| {
-            let fresh = Statuses::load(c).map_err(&st)?;
-            let map = std::mem::take(&mut *fresh.write());
-            *statuses.write() = map;
+            *statuses.write() = Statuses::load(c).map_err(&st)?;
             Ok(())
         })
         .await

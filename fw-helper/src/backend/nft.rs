@@ -404,6 +404,7 @@ fn distinct(keys: &[Vec<u8>]) -> Result<(BTreeSet<MacAddr>, usize), BackendError
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::netlink::messages;
 
     #[test]
     fn a_dump_with_repeated_keys_is_recognised() -> Result<(), BackendError> {
@@ -416,7 +417,6 @@ mod tests {
         assert!(distinct(&[vec![1, 2, 3]]).is_err());
         Ok(())
     }
-    use crate::backend::netlink::messages;
 
     fn state(mode: FilterMode, n: u32, ifaces: &[&str]) -> Applied {
         Applied {
