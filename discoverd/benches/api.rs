@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use discoverd::testing::FakeIronic;
 use ironic_discoverd_e2e::ironic_rest::IronicRest;
+use ironic_discoverd_e2e::proc_status_field;
 use serde_json::{Value, json};
 
 /// Nodes of the scale run against the fake Ironic (one more is the status node).
@@ -41,15 +42,9 @@ const CONTINUE_NODES: [(usize, usize); 2] = [(1, 400), (32, 2000)];
 /// Bound on each scale run (start of the first node to the last finish).
 const SCALE_DEADLINE: Duration = Duration::from_secs(600);
 
+/// A `/proc/PID/status` field, empty when the process or field is gone.
 fn proc_field(pid: u32, field: &str) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(field)
-                .map(|v| v.trim_start_matches(':').trim().to_owned())
-        })
-        .unwrap_or_default()
+    proc_status_field(pid, field).unwrap_or_default()
 }
 
 /// A `/proc/PID/status` size ("123456 kB") in MiB, as text.

@@ -22,6 +22,12 @@ use common::protocol::{ReplyBody, RequestBody};
 use common::{FilterMode, FilterState, InterfaceName, MacAddr};
 use fw_helper::backend::nft::Nftables;
 use fw_helper::backend::{Applied, Backend, Change};
+use ironic_discoverd_e2e::proc_status_field;
+
+/// `VmRSS` or `VmHWM` of `pid` as /proc prints it (`3412 kB`), `?` if gone.
+fn memory(pid: u32, field: &str) -> String {
+    proc_status_field(pid, field).unwrap_or_else(|_| "?".into())
+}
 
 const RUNS: usize = 7;
 
@@ -155,18 +161,6 @@ fn discoverd_way(n: u32, salt: u8) -> Duration {
     let took = start.elapsed();
     clean_up_chain("discovery", iface);
     took
-}
-
-/// `VmRSS` or `VmHWM` of `pid`, as printed in /proc (e.g. `3412 kB`).
-fn memory(pid: u32, field: &str) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(field)
-                .map(|v| v.trim_start_matches(':').trim().to_owned())
-        })
-        .unwrap_or_else(|| "?".into())
 }
 
 fn main() {
