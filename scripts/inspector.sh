@@ -67,15 +67,9 @@ if [ ! -f "$dir/inspector.sqlite" ]; then
 fi
 setsid "$venv/bin/ironic-inspector" --config-file "$dir/inspector.conf" >>"$dir/inspector.log" 2>&1 < /dev/null &
 echo $! > "$pidfile"
-for _ in $(seq 300); do
-  if curl -fsS "http://127.0.0.1:$port/" >/dev/null 2>&1; then
-    echo "ironic-inspector ready at http://127.0.0.1:$port in $((SECONDS - start))s"
-    exit 0
-  fi
-  running || break
-  sleep 0.2
-done
-echo "ironic-inspector failed to start; last log lines:" >&2
-tail -n 30 "$dir/inspector.log" >&2
+if svc_wait_http ironic-inspector "http://127.0.0.1:$port/" "$pidfile" "$dir/inspector.log" 60; then
+  echo "ironic-inspector ready at http://127.0.0.1:$port in $((SECONDS - start))s"
+  exit 0
+fi
 "$0" stop "$dir" >/dev/null 2>&1 || true
 exit 1

@@ -81,16 +81,10 @@ export OS_AUTH_TYPE=none
 export OS_ENDPOINT=http://127.0.0.1:$port
 export PATH=$venv/bin:\$PATH
 ENV
-for _ in $(seq 600); do
-  if curl -fsS "http://127.0.0.1:$port/v1" >/dev/null 2>&1; then
-    echo "ironic ready at http://127.0.0.1:$port in $((SECONDS - start))s ($(
-      curl -fsS "http://127.0.0.1:$port/v1" | python3 -c 'import json,sys; print("API", json.load(sys.stdin)["version"]["version"])'))"
-    exit 0
-  fi
-  running || break
-  sleep 0.2
-done
-echo "ironic failed to start; last log lines:" >&2
-tail -n 30 "$dir/ironic.log" >&2
+if svc_wait_http ironic "http://127.0.0.1:$port/v1" "$pidfile" "$dir/ironic.log" 120; then
+  echo "ironic ready at http://127.0.0.1:$port in $((SECONDS - start))s ($(
+    curl -fsS "http://127.0.0.1:$port/v1" | python3 -c 'import json,sys; print("API", json.load(sys.stdin)["version"]["version"])'))"
+  exit 0
+fi
 "$0" stop "$dir" >/dev/null 2>&1 || true
 exit 1

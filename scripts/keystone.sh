@@ -62,8 +62,7 @@ km bootstrap --bootstrap-password "$admin_pw" --bootstrap-admin-url "$url/" \
 OS_KEYSTONE_CONFIG_FILES=$conf setsid "$venv/bin/uwsgi" --http-socket "127.0.0.1:$port" \
   --module keystone.wsgi.api:application --master --processes 1 --threads 2 \
   --virtualenv "$venv" --pidfile "$pidfile" >>"$dir/uwsgi.log" 2>&1 < /dev/null &
-for _ in $(seq 300); do curl -fsS "$url" >/dev/null 2>&1 && break; sleep 0.2; done
-curl -fsS "$url" >/dev/null || { echo "keystone did not start:" >&2; tail -20 "$dir/uwsgi.log" >&2; exit 1; }
+svc_wait_http keystone "$url" "$pidfile" "$dir/uwsgi.log" 60 || exit 1
 
 token_for() { # user password project
   curl -fsS -D - -o /dev/null "$url/auth/tokens" -H 'Content-Type: application/json' -d "{\"auth\": {

@@ -27,3 +27,19 @@ svc_control() {
     *) return 2 ;;
   esac
 }
+
+# svc_wait_http NAME URL PIDFILE LOG SECONDS: waits until URL answers
+# (polling every 0.2 s), giving up early once PIDFILE names a dead process
+# (uWSGI writes its own pid file a moment after it starts); on failure
+# prints the last lines of LOG and returns 1.
+svc_wait_http() {
+  local name=$1 url=$2 pidfile=$3 log=$4 seconds=$5
+  for _ in $(seq $((seconds * 5))); do
+    if curl -fsS "$url" >/dev/null 2>&1; then return 0; fi
+    if [ -f "$pidfile" ] && ! svc_running "$pidfile"; then break; fi
+    sleep 0.2
+  done
+  echo "$name failed to start; last log lines:" >&2
+  tail -n 30 "$log" >&2
+  return 1
+}
