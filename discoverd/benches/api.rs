@@ -251,13 +251,12 @@ fn fake_powered_on(fake: &FakeIronic) -> PoweredOn {
 
 /// Lists the real Ironic's power states every `period` (one request for
 /// all nodes, so the benchmark adds little load); stop it with `abort`.
-fn real_powered_on(ironic: &Ironic, period: Duration) -> (PoweredOn, tokio::task::JoinHandle<()>) {
+fn real_powered_on(ironic: &IronicRest, period: Duration) -> (PoweredOn, tokio::task::JoinHandle<()>) {
     let on = Arc::new(std::sync::Mutex::new(std::collections::HashSet::<String>::new()));
     let (ironic, on2) = (ironic.clone(), on.clone());
     let task = tokio::spawn(async move {
         loop {
             if let Ok(v) = ironic
-                .0
                 .send(
                     reqwest::Method::GET,
                     "/v1/nodes?fields=uuid,power_state&limit=1000",
@@ -379,36 +378,31 @@ async fn wait_waiting(
     }
 }
 
-/// The real Ironic, set up through the shared REST helper.
-#[derive(Clone)]
-struct Ironic(IronicRest);
-
-impl Ironic {
-    /// Enrolls one node per (bmc, mac), 8 at a time; panics if any fails.
-    async fn enroll_all(&self, nodes: &[(String, String)]) -> Vec<String> {
-        let sem = Arc::new(tokio::sync::Semaphore::new(8));
-        let tasks: Vec<_> = nodes
-            .iter()
-            .map(|(bmc, mac)| {
-                let me = self.clone();
-                let (bmc, mac) = (bmc.clone(), mac.clone());
-                let sem = sem.clone();
-                tokio::spawn(async move {
-                    let _permit = sem.acquire().await.map_err(|e| e.to_string())?;
-                    me.0.enroll(&bmc, &mac).await.map_err(|e| e.to_string())
-                })
+/// Enrolls one node per (bmc, mac) on the real Ironic, 8 at a time;
+/// panics if any fails.
+async fn enroll_all(ironic: &IronicRest, nodes: &[(String, String)]) -> Vec<String> {
+    let sem = Arc::new(tokio::sync::Semaphore::new(8));
+    let tasks: Vec<_> = nodes
+        .iter()
+        .map(|(bmc, mac)| {
+            let ironic = ironic.clone();
+            let (bmc, mac) = (bmc.clone(), mac.clone());
+            let sem = sem.clone();
+            tokio::spawn(async move {
+                let _permit = sem.acquire().await.map_err(|e| e.to_string())?;
+                ironic.enroll(&bmc, &mac).await.map_err(|e| e.to_string())
             })
-            .collect();
-        let mut uuids = Vec::new();
-        for t in tasks {
-            match t.await {
-                Ok(Ok(u)) => uuids.push(u),
-                Ok(Err(e)) => panic!("enrolling on the real Ironic: {e}"),
-                Err(e) => panic!("enrolling on the real Ironic: {e}"),
-            }
+        })
+        .collect();
+    let mut uuids = Vec::new();
+    for t in tasks {
+        match t.await {
+            Ok(Ok(u)) => uuids.push(u),
+            Ok(Err(e)) => panic!("enrolling on the real Ironic: {e}"),
+            Err(e) => panic!("enrolling on the real Ironic: {e}"),
         }
-        uuids
     }
+    uuids
 }
 
 /// What one scale run measured.
@@ -670,15 +664,15 @@ async fn run() {
     // The same for ironic-inspector, on a node of the real Ironic.
     let real = real_ironic
         .as_ref()
-        .map(|url| Ironic(IronicRest::new(url).unwrap_or_else(|e| panic!("an HTTP client for {url}: {e}"))));
+        .map(|url| IronicRest::new(url).unwrap_or_else(|e| panic!("an HTTP client for {url}: {e}")));
     // Per-run MAC prefix, so reruns against the same Ironic do not collide.
     let run_tag = std::process::id() & 0xff;
     let inspector_status_url = match (&real, &inspector) {
         (Some(ironic), Some(insp)) => {
             let u = ironic
-                .enroll_all(&[("192.0.2.250".to_owned(), mac(&format!("52:f0:{run_tag:02x}"), 0))])
+                .enroll("192.0.2.250", &mac(&format!("52:f0:{run_tag:02x}"), 0))
                 .await
-                .remove(0);
+                .unwrap_or_else(|e| panic!("enrolling on the real Ironic: {e}"));
             start_all_waiting(&http, insp, std::slice::from_ref(&u), None).await;
             Some(format!("{insp}/v1/introspection/{u}"))
         }
@@ -846,9 +840,9 @@ DISCOVERD_BENCH_INSPECTOR_URL not set (scripts/bench.sh starts both and sets the
     };
     let ours_spec = spec("192.0.2", &format!("52:d0:{run_tag:02x}"));
     let theirs_spec = spec("198.51.100", &format!("52:e0:{run_tag:02x}"));
-    let ours_uuids = ironic.enroll_all(&ours_spec).await;
+    let ours_uuids = enroll_all(&ironic, &ours_spec).await;
     let theirs_uuids = if inspector.is_some() {
-        ironic.enroll_all(&theirs_spec).await
+        enroll_all(&ironic, &theirs_spec).await
     } else {
         Vec::new()
     };
@@ -872,7 +866,7 @@ DISCOVERD_BENCH_INSPECTOR_URL not set (scripts/bench.sh starts both and sets the
         .timeout(Duration::from_secs(300))
         .build()
         .unwrap_or_else(|e| panic!("{e}"));
-    let real_daemon = start_daemon(&http, dir.path(), "real", ironic.0.url()).await;
+    let real_daemon = start_daemon(&http, dir.path(), "real", ironic.url()).await;
     let real_pid = real_daemon.child.id();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let real_idle = mib(real_pid, "VmRSS");
