@@ -6,50 +6,58 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 
-use crate::auth::{AuthError, Authenticator};
+use crate::api;
+use crate::api::auth::{AuthError, Authenticator};
 use crate::config::Config;
+use crate::events::EventBus;
 use crate::firewall::{Firewall, FirewallSettings};
+use crate::hooks::{HookChain, HookSettings, UnknownHook};
+use crate::introspection::{Introspector, Lifecycle, StartSettings};
 use crate::ironic::{IronicClient, IronicError, RetryPolicy};
 use crate::keystone::{KeystoneError, Session, SessionTokens};
-use crate::node_cache::{CacheError, NodeCache};
-use crate::process::{HookChain, HookSettings, UnknownHook};
-use crate::{api, periodic};
+use crate::metrics::Metrics;
+use crate::periodic::{self, PeriodicSettings};
+use crate::processing::{ProcessSettings, Processor};
+use crate::store::sqlite::SqliteStore;
+use crate::store::{NodeStore, StoreError};
+use crate::tasks::Tasks;
 
-/// Most background tasks (introspection starts and finishes) at once;
-/// beyond this, new ones wait for a slot instead of piling up.
-const MAX_BACKGROUND_TASKS: usize = 4096;
-
-/// Intervals the flows poll at; shortened in tests.
+/// Intervals the flows poll or wait at; shortened in tests.
 #[derive(Debug, Clone, Copy)]
 pub struct Timings {
     /// Between power-state polls after power-off, and between power
     /// validations while waiting for new IPMI credentials (1.0: 5 s).
     pub power_poll: Duration,
+    /// How long a report for a node still `starting` is held.
+    pub report_hold: Duration,
 }
 
 impl Default for Timings {
     fn default() -> Self {
         Timings {
             power_poll: Duration::from_secs(5),
+            report_hold: Duration::from_secs(30),
         }
     }
 }
 
-/// Everything handlers and tasks share.
+/// The application container: every part, built once. Only the API layer
+/// and the binary see it; the flows get the narrow handles they use.
 #[derive(Debug, Clone)]
 pub struct App {
     pub config: Arc<Config>,
-    pub cache: NodeCache,
+    pub store: Arc<dyn NodeStore>,
     pub ironic: IronicClient,
     pub firewall: Firewall,
-    pub hooks: Arc<HookChain>,
+    pub lifecycle: Lifecycle,
+    pub introspector: Introspector,
+    pub processor: Processor,
     pub auth: Arc<Authenticator>,
-    pub metrics: crate::metrics::Metrics,
-    pub timings: Timings,
-    tasks: Arc<Semaphore>,
-    shutdown: watch::Receiver<bool>,
+    pub metrics: Metrics,
+    pub bus: EventBus,
+    pub tasks: Tasks,
 }
 
 /// Why the daemon could not start.
@@ -60,7 +68,7 @@ pub enum StartupError {
     #[error("{0}")]
     Config(String),
     #[error(transparent)]
-    Cache(#[from] CacheError),
+    Store(#[from] StoreError),
     #[error("failed to reach Ironic at {url} after {attempts} attempts: {source}")]
     Ironic {
         url: String,
@@ -77,11 +85,11 @@ pub enum StartupError {
 }
 
 impl App {
-    /// Builds the shared state from its parts (used by `run` and tests).
+    /// Wires the parts together (used by `run` and tests).
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: Config,
-        cache: NodeCache,
+        store: Arc<dyn NodeStore>,
         ironic: IronicClient,
         firewall: Firewall,
         auth: Arc<Authenticator>,
@@ -95,43 +103,69 @@ impl App {
                 ports_for_inactive_interfaces: config.ports_for_inactive_interfaces,
             },
         )?;
-        let metrics = crate::metrics::Metrics::new();
+        let metrics = Metrics::new();
         let ironic = ironic.with_metrics(metrics.clone());
+        let bus = EventBus::new();
+        let tasks = Tasks::new(shutdown);
+        metrics.count_events(&bus, tasks.stopping());
+        let lifecycle = Lifecycle::new(store.clone(), bus.clone(), firewall.clone());
+        let introspector = Introspector::new(
+            ironic.clone(),
+            lifecycle.clone(),
+            StartSettings {
+                enable_setting_ipmi_credentials: config.enable_setting_ipmi_credentials,
+                timeout_secs: config.timeout_secs(),
+            },
+            tasks.clone(),
+        );
+        let processor = Processor::new(
+            ironic.clone(),
+            lifecycle.clone(),
+            Arc::new(hooks),
+            ProcessSettings {
+                timeout: config.timeout,
+                power_poll: timings.power_poll,
+                report_hold: timings.report_hold,
+            },
+            tasks.clone(),
+        );
         Ok(App {
-            metrics,
             config: Arc::new(config),
-            cache,
+            store,
             ironic,
             firewall,
-            hooks: Arc::new(hooks),
+            lifecycle,
+            introspector,
+            processor,
             auth,
-            timings,
-            tasks: Arc::new(Semaphore::new(MAX_BACKGROUND_TASKS)),
-            shutdown,
+            metrics,
+            bus,
+            tasks,
         })
     }
 
-    /// Runs `fut` in the background, bounded, and cancelled at shutdown.
-    pub fn spawn(&self, what: &'static str, fut: impl Future<Output = ()> + Send + 'static) {
-        let slots = self.tasks.clone();
-        let mut stop = self.shutdown.clone();
-        tokio::spawn(async move {
-            let Ok(_permit) = slots.acquire_owned().await else {
-                return;
-            };
-            tokio::select! {
-                _ = fut => {}
-                _ = stop.wait_for(|s| *s) => tracing::debug!(task = what, "cancelled by shutdown"),
-            }
-        });
+    /// The periodic tasks' settings from the config.
+    pub fn periodic_settings(&self) -> PeriodicSettings {
+        let c = &self.config;
+        PeriodicSettings {
+            manage_firewall: c.manage_firewall,
+            firewall_update_period: c.firewall_update_period,
+            timeout: c.timeout,
+            node_status_keep_time: c.node_status_keep_time,
+            clean_up_period: c.clean_up_period,
+        }
     }
 
-    /// Resolves when shutdown starts.
-    pub fn stopping(&self) -> impl Future<Output = ()> + Send + 'static {
-        let mut rx = self.shutdown.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
+    /// Starts the periodic tasks.
+    pub fn spawn_periodic(&self) {
+        let metrics = self.metrics.clone();
+        periodic::spawn(
+            self.lifecycle.clone(),
+            self.ironic.clone(),
+            self.periodic_settings(),
+            Arc::new(move |took| metrics.firewall_sync_seconds.observe(took.as_secs_f64())),
+            &self.tasks,
+        );
     }
 }
 
@@ -189,17 +223,18 @@ pub async fn run(
 ) -> Result<(), StartupError> {
     let session = Session::from_config(&config)?;
     let auth = Authenticator::from_config(&config, session.clone())?;
-    let cache = NodeCache::open(&config.database).await?;
+    let store: Arc<dyn NodeStore> = Arc::new(SqliteStore::open(&config.database).await?);
     let ironic = ironic_client(&config, session).await?;
     check_ironic(&ironic, &config).await?;
     let firewall = Firewall::new(firewall_settings(&config));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let app = App::new(config, cache, ironic, firewall, auth, Timings::default(), stop_rx)?;
-    tracing::info!(hooks = ?app.hooks.names(), "processing hooks");
-    app.firewall.spawn_reconnector(app.stopping());
-    periodic::spawn(&app);
+    let app = App::new(config, store, ironic, firewall, auth, Timings::default(), stop_rx)?;
+    tracing::info!(hooks = ?app.processor.hooks().names(), "processing hooks");
+    app.firewall.spawn_reconnector(app.tasks.stopping());
+    resume(&app).await?;
+    app.spawn_periodic();
     let notifier = crate::notify::Notifier::from_env();
-    notifier.spawn_watchdog(app.stopping());
+    notifier.spawn_watchdog(app.tasks.stopping());
     spawn_ready(&app, notifier.clone());
     let router = api::router(app.clone());
     let result = axum::serve(listener, router)
@@ -220,7 +255,7 @@ pub async fn run(
 fn spawn_ready(app: &App, notifier: crate::notify::Notifier) {
     let fw = app.firewall.clone();
     let managed = app.config.manage_firewall;
-    let stop = app.stopping();
+    let stop = app.tasks.stopping();
     tokio::spawn(async move {
         let wait = async {
             if managed {
@@ -238,6 +273,27 @@ fn spawn_ready(app: &App, notifier: crate::notify::Notifier) {
             _ = stop => {}
         }
     });
+}
+
+/// What a previous run left unfinished: starts not yet rebooted are
+/// carried on; reports that were being processed are failed with the
+/// reason (whether Ironic was fully updated is unknown), never left for
+/// the timeout.
+async fn resume(app: &App) -> Result<(), StartupError> {
+    let resumed = app.introspector.resume().await?;
+    if resumed > 0 {
+        tracing::warn!(nodes = resumed, "carrying on starts accepted before the restart");
+    }
+    for s in app.store.in_state(crate::domain::State::Processing).await? {
+        let msg = format!(
+            "The daemon restarted while processing node {}'s report; Ironic may be partly updated: introspect it again",
+            s.node
+        );
+        app.lifecycle
+            .finish(s.node, crate::introspection::Outcome::Failed(msg))
+            .await?;
+    }
+    Ok(())
 }
 
 /// §9 step 5: `ironic_retry_attempts + 1` tries, `ironic_retry_period`

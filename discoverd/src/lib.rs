@@ -7,21 +7,24 @@
 
 pub mod api;
 pub mod app;
-pub mod auth;
 pub mod client;
 pub mod config;
+pub mod domain;
+pub mod events;
 pub mod firewall;
+pub mod hooks;
 pub mod http_body;
-pub mod introspect;
+pub mod introspection;
 pub mod ironic;
 pub mod keystone;
 pub mod logging;
 pub mod metrics;
-pub mod node_cache;
 pub mod notify;
 pub mod periodic;
-pub mod process;
+pub mod processing;
 pub mod server;
+pub mod store;
+pub mod tasks;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 

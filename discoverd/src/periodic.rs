@@ -1,99 +1,120 @@
-//! Periodic tasks (spec §9): the firewall's full sync every
-//! `firewall_update_period`, starting at once, and the cache clean-up
-//! (timeouts, purging old statuses) every `clean_up_period`, which, as in
-//! 1.0, only runs when the timeout is enabled.
+//! Periodic work (spec §9): the firewall's full sync every
+//! `firewall_update_period`, starting at once, and the clean-up (timeouts,
+//! purging old statuses) every `clean_up_period`, which, as in 1.0, only
+//! runs when the timeout is enabled. Timeouts end through the one finish
+//! path, like every other ending.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::time::MissedTickBehavior;
 
-use crate::app::App;
+use crate::domain::Timestamp;
+use crate::introspection::{Lifecycle, Outcome};
+use crate::ironic::IronicClient;
+use crate::store::StoreError;
+use crate::tasks::Tasks;
+
+/// Settings the periodic tasks read.
+#[derive(Debug, Clone, Copy)]
+pub struct PeriodicSettings {
+    pub manage_firewall: bool,
+    pub firewall_update_period: Duration,
+    pub timeout: Option<Duration>,
+    pub node_status_keep_time: Duration,
+    pub clean_up_period: Duration,
+}
+
+/// What a full firewall sync reports (for metrics and logs).
+pub type SyncObserver = std::sync::Arc<dyn Fn(Duration) + Send + Sync>;
 
 /// Starts both loops; they end at shutdown.
-pub fn spawn(app: &App) {
-    if app.config.manage_firewall {
-        let a = app.clone();
-        let stop = app.stopping();
+pub fn spawn(
+    lifecycle: Lifecycle,
+    ironic: IronicClient,
+    settings: PeriodicSettings,
+    on_sync: SyncObserver,
+    tasks: &Tasks,
+) {
+    if settings.manage_firewall {
+        let (l, i, s) = (lifecycle.clone(), ironic, tasks.stopping());
         tokio::spawn(async move {
-            tokio::select! {
-                _ = firewall_loop(a) => {}
-                _ = stop => {}
-            }
+            let mut tick = tokio::time::interval(settings.firewall_update_period);
+            tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            let work = async {
+                loop {
+                    tick.tick().await;
+                    sync_firewall(&l, &i, &on_sync).await;
+                }
+            };
+            tokio::select! { _ = work => {} _ = s => {} }
         });
     }
-    if app.config.timeout.is_some() {
-        let a = app.clone();
-        let stop = app.stopping();
+    if settings.timeout.is_some() {
+        let stop = tasks.stopping();
         tokio::spawn(async move {
-            tokio::select! {
-                _ = clean_up_loop(a) => {}
-                _ = stop => {}
-            }
+            let mut tick = tokio::time::interval(settings.clean_up_period.max(Duration::from_millis(10)));
+            tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            let work = async {
+                loop {
+                    tick.tick().await;
+                    if let Err(e) = clean_up(&lifecycle, &settings).await {
+                        tracing::error!("clean-up failed: {e}");
+                    }
+                }
+            };
+            tokio::select! { _ = work => {} _ = stop => {} }
         });
     } else {
         tracing::warn!("Timeout is disabled in configuration");
     }
 }
 
-/// One full firewall sync from Ironic's ports and the cache. When Ironic
+/// One full firewall sync from Ironic's ports and the store. When Ironic
 /// cannot be read, the last good state stays in place.
-pub async fn sync_firewall(app: &App) {
-    let ports = match app.ironic.list_all_ports().await {
+pub async fn sync_firewall(lifecycle: &Lifecycle, ironic: &IronicClient, on_sync: &SyncObserver) {
+    let ports = match ironic.list_all_ports().await {
         Ok(p) => p,
         Err(e) => {
             tracing::warn!("cannot list Ironic ports, keeping the current filter: {e}");
             return;
         }
     };
-    let active = match app.cache.active_macs().await {
-        Ok(a) => a,
+    let active = match lifecycle.store().active_macs().await {
+        Ok(a) => a.iter().map(ToString::to_string).collect(),
         Err(e) => {
-            tracing::warn!("cannot read the node cache, keeping the current filter: {e}");
+            tracing::warn!("cannot read the node store, keeping the current filter: {e}");
             return;
         }
     };
     let macs: Vec<String> = ports.into_iter().map(|p| p.address).collect();
-    let start = std::time::Instant::now();
-    let result = app.firewall.sync(&macs, &active).await;
-    app.metrics
-        .firewall_sync_seconds
-        .observe(start.elapsed().as_secs_f64());
+    let start = Instant::now();
+    let result = lifecycle.firewall().sync(&macs, &active).await;
+    on_sync(start.elapsed());
     match result {
         Ok(o) => tracing::debug!(macs = o.mac_count, "firewall synced"),
         Err(e) => tracing::warn!("firewall sync failed (will retry): {e}"),
     }
 }
 
-async fn firewall_loop(app: App) {
-    let mut tick = tokio::time::interval(app.config.firewall_update_period);
-    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        sync_firewall(&app).await;
-    }
-}
-
-/// One clean-up pass: purge, time out, and filter timed-out nodes again.
-pub async fn clean_up(app: &App) {
-    let keep = app.config.node_status_keep_time;
-    match app.cache.clean_up(app.config.timeout, keep).await {
-        Ok((uuids, macs)) if !uuids.is_empty() => {
-            tracing::warn!(nodes = ?uuids, "introspection timed out");
-            app.metrics.introspections_failed.inc_by(uuids.len() as u64);
-            if let Err(e) = app.firewall.introspection_finished(&macs).await {
-                tracing::warn!("firewall not updated after timeouts (will resync): {e}");
+/// One clean-up pass: time out nodes started more than `timeout` ago
+/// (each through the finish path), then purge statuses finished more than
+/// `node_status_keep_time` ago. Returns how many timed out.
+pub async fn clean_up(lifecycle: &Lifecycle, settings: &PeriodicSettings) -> Result<usize, StoreError> {
+    let now = Timestamp::now();
+    let mut timed_out = 0;
+    if let Some(timeout) = settings.timeout {
+        for s in lifecycle.store().started_before(now.minus(timeout)).await? {
+            if lifecycle.finish(s.node, Outcome::TimedOut).await?.is_some() {
+                timed_out += 1;
             }
         }
-        Ok(_) => {}
-        Err(e) => tracing::error!("cache clean-up failed: {e}"),
     }
-}
-
-async fn clean_up_loop(app: App) {
-    let mut tick = tokio::time::interval(app.config.clean_up_period.max(Duration::from_millis(10)));
-    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        clean_up(&app).await;
+    let purged = lifecycle
+        .store()
+        .purge(now.minus(settings.node_status_keep_time))
+        .await?;
+    if purged > 0 {
+        tracing::info!(purged, "old statuses purged");
     }
+    Ok(timed_out)
 }

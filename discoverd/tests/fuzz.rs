@@ -8,7 +8,8 @@ use std::path::Path;
 
 use common::fuzz::run;
 use discoverd::config::Config;
-use discoverd::process::{HookChain, HookSettings, lookup_attributes, normalize};
+use discoverd::hooks::{HookChain, HookContext, HookSettings};
+use discoverd::processing::{lookup_attributes, normalize};
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -111,7 +112,16 @@ fn payload_path_never_panics() {
             && chain.before_processing(&mut data).is_ok()
         {
             let attrs = lookup_attributes(&data);
-            let _ = chain.before_update(&node, &attrs.macs, &data);
+            let ports: Vec<discoverd::ironic::Port> = attrs
+                .macs
+                .iter()
+                .filter_map(|m| serde_json::from_value(serde_json::json!({"uuid": "p", "address": m})).ok())
+                .collect();
+            let _ = chain.before_update(&HookContext {
+                node: &node,
+                ports: &ports,
+                data: &data,
+            });
         }
         Ok(())
     });

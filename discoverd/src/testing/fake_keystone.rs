@@ -136,8 +136,8 @@ impl FakeKeystone {
 }
 
 fn in_an_hour() -> String {
-    let t = crate::node_cache::now() + 3600.0;
-    format!("{}Z", crate::node_cache::iso8601(t))
+    let t = crate::domain::Timestamp::now().plus(std::time::Duration::from_secs(3600));
+    format!("{}Z", t.iso8601())
 }
 
 async fn issue(State(s): State<Arc<Inner>>, axum::Json(body): axum::Json<Value>) -> Response {

@@ -8,13 +8,14 @@ pub use fake_ironic::{Call, FakeIronic, Fault};
 pub use fake_keystone::FakeKeystone;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::app::{self, App, Timings};
 use crate::config::Config;
 use crate::firewall::Firewall;
 use crate::keystone::Session;
-use crate::node_cache::NodeCache;
+use crate::store::sqlite::SqliteStore;
 
 /// A daemon's state and router, in-process, on a temporary SQLite file,
 /// talking to the Ironic at `ironic_url`. `extra` adds `[discoverd]` lines.
@@ -41,15 +42,16 @@ impl TestApp {
         let ini = common::ini::IniFile::parse(Path::new("test.conf"), &text)?;
         let config = Config::from_ini(&ini)?;
         let session = Session::from_config(&config)?;
-        let auth = crate::auth::Authenticator::from_config(&config, session.clone())?;
-        let cache = NodeCache::open(&config.database).await?;
+        let auth = crate::api::auth::Authenticator::from_config(&config, session.clone())?;
+        let store = Arc::new(SqliteStore::open(&config.database).await?);
         let ironic = app::ironic_client(&config, session).await?;
         let firewall = Firewall::new(app::firewall_settings(&config));
         let (stop, rx) = tokio::sync::watch::channel(false);
         let timings = Timings {
             power_poll: Duration::from_millis(10),
+            report_hold: Duration::from_secs(10),
         };
-        let app = App::new(config, cache, ironic, firewall, auth, timings, rx)?;
+        let app = App::new(config, store, ironic, firewall, auth, timings, rx)?;
         let router = crate::api::router(app.clone());
         Ok(TestApp {
             app,

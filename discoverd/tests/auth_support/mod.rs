@@ -11,7 +11,7 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::routing::{get, post};
-use discoverd::auth::{self, Authenticator, Operator};
+use discoverd::api::auth::{self, Authenticator, Operator};
 use discoverd::config::Config;
 use discoverd::keystone::Session;
 use serde_json::{Value, json};

@@ -2,14 +2,21 @@
 //! ramdisk's data before lookup (`before_processing`) and propose node and
 //! port patches before the update (`before_update`), run in the order of
 //! `processing_hooks`.
+//!
+//! One file per hook; [`REGISTRY`] maps each name to its constructor. To
+//! add a hook: write `hooks/<name>.rs` implementing [`ProcessingHook`],
+//! and add one line to [`REGISTRY`].
+
+mod example;
+mod ramdisk_error;
+mod scheduler;
+mod validate_interfaces;
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 
-use serde_json::Value;
-
-use super::payload::{Data, truthy};
-use crate::ironic::{Node, PatchOp};
+use crate::ironic::{Node, PatchOp, Port};
+use crate::processing::payload::Data;
 
 /// A hook's refusal; the message is what the ramdisk and status show.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -18,12 +25,13 @@ pub struct HookError(pub String);
 
 /// An unknown name in `processing_hooks`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown processing hook {name:?} in processing_hooks; known hooks: {}", KNOWN.join(", "))]
+#[error("unknown processing hook {name:?} in processing_hooks; known hooks: {}", known().join(", "))]
 pub struct UnknownHook {
     pub name: String,
 }
 
-/// Patches one hook proposes: for the node, and per MAC for its port.
+/// Patches one hook proposes: for the node, and per MAC (Ironic's
+/// lower-case form) for that node's port.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct HookPatches {
     pub node: Vec<PatchOp>,
@@ -37,186 +45,47 @@ pub struct HookSettings {
     pub ports_for_inactive_interfaces: bool,
 }
 
+/// What a hook sees before the update: the node as Ironic has it, every
+/// port of the node (those created in this run included), and the data.
+#[derive(Debug, Clone, Copy)]
+pub struct HookContext<'a> {
+    pub node: &'a Node,
+    pub ports: &'a [Port],
+    pub data: &'a Data,
+}
+
 /// One processing hook. Both steps are optional.
 pub trait ProcessingHook: Send + Sync + Debug {
     fn name(&self) -> &'static str;
     fn before_processing(&self, _data: &mut Data) -> Result<(), HookError> {
         Ok(())
     }
-    fn before_update(
-        &self,
-        _node: &Node,
-        _created: &[String],
-        _data: &Data,
-    ) -> Result<Option<HookPatches>, HookError> {
+    fn before_update(&self, _ctx: &HookContext<'_>) -> Result<Option<HookPatches>, HookError> {
         Ok(None)
     }
 }
 
-/// The hooks this build knows.
-pub const KNOWN: &[&str] = &["ramdisk_error", "scheduler", "validate_interfaces", "example"];
+type Constructor = fn(&HookSettings) -> Box<dyn ProcessingHook>;
 
-/// Properties the scheduler needs, in the order they are patched.
-const SCHEDULER_KEYS: [&str; 4] = ["cpus", "cpu_arch", "memory_mb", "local_gb"];
-
-#[derive(Debug)]
-struct Scheduler {
-    overwrite: bool,
-}
-
-impl ProcessingHook for Scheduler {
-    fn name(&self) -> &'static str {
-        "scheduler"
-    }
-
-    fn before_processing(&self, data: &mut Data) -> Result<(), HookError> {
-        let missing: Vec<String> = SCHEDULER_KEYS
-            .iter()
-            .filter(|k| !truthy(data.get(**k)))
-            .map(|k| format!("'{k}'"))
-            .collect();
-        if missing.is_empty() {
-            Ok(())
-        } else {
-            Err(HookError(format!(
-                "The following required parameters are missing: [{}]",
-                missing.join(", ")
-            )))
-        }
-    }
-
-    fn before_update(
-        &self,
-        node: &Node,
-        _created: &[String],
-        data: &Data,
-    ) -> Result<Option<HookPatches>, HookError> {
-        let mut patches = HookPatches::default();
-        for key in SCHEDULER_KEYS {
-            if self.overwrite || !truthy(node.properties.get(key)) {
-                // 1.0 sends str(value): "4", not 4.
-                let value = match data.get(key) {
-                    Some(Value::String(s)) => s.clone(),
-                    Some(v) => v.to_string(),
-                    None => continue,
-                };
-                patches
-                    .node
-                    .push(PatchOp::add(format!("/properties/{key}"), value));
-            }
-        }
-        Ok(Some(patches))
-    }
-}
-
-#[derive(Debug)]
-struct ValidateInterfaces {
-    compat: bool,
-}
-
-fn valid_mac(m: &str) -> bool {
-    let lower = m.to_ascii_lowercase();
-    let b = lower.as_bytes();
-    b.len() == 17
-        && b.iter().enumerate().all(|(i, c)| {
-            if i % 3 == 2 {
-                *c == b':'
-            } else {
-                c.is_ascii_hexdigit()
-            }
+/// Every hook this build knows, by name.
+pub const REGISTRY: &[(&str, Constructor)] = &[
+    ("ramdisk_error", |_| Box::new(ramdisk_error::RamdiskError)),
+    ("scheduler", |s| {
+        Box::new(scheduler::Scheduler {
+            overwrite: s.overwrite_existing,
         })
-}
+    }),
+    ("validate_interfaces", |s| {
+        Box::new(validate_interfaces::ValidateInterfaces {
+            compat: s.ports_for_inactive_interfaces,
+        })
+    }),
+    ("example", |_| Box::new(example::Example)),
+];
 
-impl ProcessingHook for ValidateInterfaces {
-    fn name(&self) -> &'static str {
-        "validate_interfaces"
-    }
-
-    fn before_processing(&self, data: &mut Data) -> Result<(), HookError> {
-        let mut compat = self.compat;
-        if !data.contains_key("interfaces") {
-            let Some(macs) = data.get("macs").and_then(Value::as_array).cloned() else {
-                // 1.0 died with a KeyError (500) here; a clear 400 is better.
-                return Err(HookError(
-                    "Invalid data: neither interfaces nor macs were reported".into(),
-                ));
-            };
-            tracing::warn!("ramdisk sent the deprecated 'macs' list instead of 'interfaces'");
-            let built: serde_json::Map<String, Value> = macs
-                .into_iter()
-                .enumerate()
-                .map(|(i, m)| (format!("dummy{i}"), serde_json::json!({"mac": m})))
-                .collect();
-            data.insert("interfaces".into(), Value::Object(built));
-            compat = true;
-        }
-        let Some(interfaces) = data.get("interfaces").and_then(Value::as_object) else {
-            return Err(HookError("Invalid data: interfaces must be an object".into()));
-        };
-        let mut valid = serde_json::Map::new();
-        let mut macs = Vec::new();
-        for (name, iface) in interfaces {
-            let mac = iface.get("mac").and_then(Value::as_str);
-            let ip_ok = compat || truthy(iface.get("ip"));
-            match mac {
-                Some(m) if valid_mac(m) && ip_ok => {
-                    macs.push(Value::from(m));
-                    valid.insert(name.clone(), iface.clone());
-                }
-                _ => tracing::debug!(interface = %name, "excluding interface: invalid MAC or no IP address"),
-            }
-        }
-        data.insert("interfaces".into(), Value::Object(valid));
-        data.insert("macs".into(), Value::Array(macs));
-        Ok(())
-    }
-}
-
-#[derive(Debug)]
-struct RamdiskError;
-
-impl ProcessingHook for RamdiskError {
-    fn name(&self) -> &'static str {
-        "ramdisk_error"
-    }
-
-    fn before_processing(&self, data: &mut Data) -> Result<(), HookError> {
-        match data.get("error") {
-            e if truthy(e) => {
-                let text = match e {
-                    Some(Value::String(s)) => s.clone(),
-                    Some(v) => v.to_string(),
-                    None => String::new(),
-                };
-                Err(HookError(format!("Ramdisk reported error: {text}")))
-            }
-            _ => Ok(()),
-        }
-    }
-}
-
-#[derive(Debug)]
-struct Example;
-
-impl ProcessingHook for Example {
-    fn name(&self) -> &'static str {
-        "example"
-    }
-
-    fn before_processing(&self, data: &mut Data) -> Result<(), HookError> {
-        tracing::debug!(keys = data.len(), "example hook: before_processing");
-        Ok(())
-    }
-
-    fn before_update(
-        &self,
-        node: &Node,
-        created: &[String],
-        _data: &Data,
-    ) -> Result<Option<HookPatches>, HookError> {
-        tracing::debug!(node = %node.uuid, ports = created.len(), "example hook: before_update");
-        Ok(None)
-    }
+/// The names in [`REGISTRY`].
+pub fn known() -> Vec<&'static str> {
+    REGISTRY.iter().map(|(n, _)| *n).collect()
 }
 
 /// The configured hooks, in order.
@@ -229,18 +98,12 @@ impl HookChain {
     pub fn from_names(names: &[String], settings: HookSettings) -> Result<Self, UnknownHook> {
         let hooks = names
             .iter()
-            .map(|n| -> Result<Box<dyn ProcessingHook>, UnknownHook> {
-                Ok(match n.as_str() {
-                    "scheduler" => Box::new(Scheduler {
-                        overwrite: settings.overwrite_existing,
-                    }),
-                    "validate_interfaces" => Box::new(ValidateInterfaces {
-                        compat: settings.ports_for_inactive_interfaces,
-                    }),
-                    "ramdisk_error" => Box::new(RamdiskError),
-                    "example" => Box::new(Example),
-                    other => return Err(UnknownHook { name: other.into() }),
-                })
+            .map(|n| {
+                REGISTRY
+                    .iter()
+                    .find(|(name, _)| name == n)
+                    .map(|(_, make)| make(&settings))
+                    .ok_or_else(|| UnknownHook { name: n.clone() })
             })
             .collect::<Result<_, _>>()?;
         Ok(HookChain { hooks })
@@ -257,26 +120,19 @@ impl HookChain {
 
     /// Every hook's `before_update`, merged as 1.0 does (spec §5.3 step 2):
     /// node patches concatenated; port patches replaced per MAC by later
-    /// hooks; then MACs not created in this run and empty port patches
-    /// dropped.
-    pub fn before_update(
-        &self,
-        node: &Node,
-        created: &[String],
-        data: &Data,
-    ) -> Result<HookPatches, HookError> {
+    /// hooks; then patches for MACs that are not ports of the node, and
+    /// empty ones, dropped.
+    pub fn before_update(&self, ctx: &HookContext<'_>) -> Result<HookPatches, HookError> {
         let mut merged = HookPatches::default();
         for h in &self.hooks {
-            if let Some(p) = h.before_update(node, created, data)? {
+            if let Some(p) = h.before_update(ctx)? {
                 merged.node.extend(p.node);
                 merged.ports.extend(p.ports);
             }
         }
-        // 1.0 drops empty patch dicts here; a typed PatchOp is never
-        // empty, so every node operation is kept (values are not judged).
-        merged
-            .ports
-            .retain(|mac, ops| created.contains(mac) && !ops.is_empty());
+        merged.ports.retain(|mac, ops| {
+            !ops.is_empty() && ctx.ports.iter().any(|p| p.address.eq_ignore_ascii_case(mac))
+        });
         Ok(merged)
     }
 }
@@ -284,11 +140,20 @@ impl HookChain {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     fn chain(names: &[&str], settings: HookSettings) -> HookChain {
         let names: Vec<String> = names.iter().map(|s| (*s).to_owned()).collect();
         HookChain::from_names(&names, settings).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn port(mac: &str) -> Port {
+        serde_json::from_value(json!({"uuid": format!("p-{mac}"), "address": mac, "node_uuid": "u"}))
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn update(c: &HookChain, node: &Node, ports: &[Port], data: &Data) -> Result<HookPatches, HookError> {
+        c.before_update(&HookContext { node, ports, data })
     }
 
     fn node(props: Value) -> Node {
@@ -316,7 +181,7 @@ mod tests {
         let mut d = functest_payload();
         c.before_processing(&mut d)?;
         assert_eq!(d["macs"], json!(["11:22:33:44:55:66"]));
-        let p = c.before_update(&node(json!({})), &["11:22:33:44:55:66".into()], &d)?;
+        let p = update(&c, &node(json!({})), &[port("11:22:33:44:55:66")], &d)?;
         assert_eq!(
             serde_json::to_value(&p.node).unwrap_or_default(),
             json!([
@@ -344,7 +209,7 @@ mod tests {
         );
         let d = functest_payload();
         // cpus present (kept), memory_mb 0 (falsy: overwritten).
-        let p = c.before_update(&node(json!({"cpus": "2", "memory_mb": 0})), &[], &d)?;
+        let p = update(&c, &node(json!({"cpus": "2", "memory_mb": 0})), &[], &d)?;
         let paths: Vec<&str> = p.node.iter().map(PatchOp::path).collect();
         assert_eq!(
             paths,
@@ -361,10 +226,7 @@ mod tests {
                 ..HookSettings::default()
             },
         );
-        assert_eq!(
-            c.before_update(&node(json!({"cpus": "2"})), &[], &d)?.node.len(),
-            4
-        );
+        assert_eq!(update(&c, &node(json!({"cpus": "2"})), &[], &d)?.node.len(), 4);
         Ok(())
     }
 
@@ -399,6 +261,13 @@ mod tests {
     }
 
     #[test]
+    fn every_registered_hook_constructs_and_names_itself() {
+        let names: Vec<String> = known().iter().map(|n| (*n).to_owned()).collect();
+        let c = HookChain::from_names(&names, HookSettings::default()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.names(), known());
+    }
+
+    #[test]
     fn ramdisk_error_and_unknown_hooks() {
         let c = chain(&["ramdisk_error"], HookSettings::default());
         let mut d: Data = serde_json::from_value(json!({"error": "disk on fire"})).unwrap_or_default();
@@ -423,28 +292,33 @@ mod tests {
         fn name(&self) -> &'static str {
             "port"
         }
-        fn before_update(&self, _: &Node, _: &[String], _: &Data) -> Result<Option<HookPatches>, HookError> {
+        fn before_update(&self, _: &HookContext<'_>) -> Result<Option<HookPatches>, HookError> {
             let mut p = HookPatches::default();
             p.ports
                 .insert(self.0.into(), vec![PatchOp::add("/extra/by", self.1)]);
             p.ports
-                .insert("not-created".into(), vec![PatchOp::add("/extra/x", "y")]);
+                .insert("66:55:44:33:22:11".into(), vec![PatchOp::add("/extra/x", "y")]);
             p.node.push(PatchOp::add("/extra/empty", ""));
             Ok(Some(p))
         }
     }
 
     #[test]
-    fn port_patches_are_replaced_per_mac_and_filtered() -> Result<(), HookError> {
+    fn port_patches_are_replaced_per_mac_and_kept_for_any_port_of_the_node() -> Result<(), HookError> {
         let c = HookChain {
             hooks: vec![
-                Box::new(PortHook("m1", "first")),
-                Box::new(PortHook("m1", "second")),
+                Box::new(PortHook("11:22:33:44:55:66", "first")),
+                Box::new(PortHook("11:22:33:44:55:66", "second")),
             ],
         };
-        let p = c.before_update(&node(json!({})), &["m1".into()], &Data::new())?;
+        // Existing ports are patched too (not only those created in this
+        // run); a MAC that is no port of the node is dropped.
+        let p = update(&c, &node(json!({})), &[port("11:22:33:44:55:66")], &Data::new())?;
         assert_eq!(p.ports.len(), 1);
-        assert_eq!(p.ports["m1"], vec![PatchOp::add("/extra/by", "second")]);
+        assert_eq!(
+            p.ports["11:22:33:44:55:66"],
+            vec![PatchOp::add("/extra/by", "second")]
+        );
         // An operation with an empty value is a real patch, kept as 1.0 keeps it.
         assert_eq!(p.node.len(), 2);
         Ok(())

@@ -27,7 +27,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 
-use crate::api::ApiError;
+use crate::api::error::ApiError;
 use crate::config::{AuthStrategy, Config};
 use crate::keystone::{KeystoneError, Session, ValidationCache, v3_url};
 

@@ -1,0 +1,168 @@
+//! The one place a node changes state: every move is checked by the state
+//! machine, applied by the store as a compare-and-swap, and published on
+//! the event bus. [`Lifecycle::finish`] is the one way an introspection
+//! ends (done, failed, timed out, aborted): store, firewall, log, event;
+//! the metrics count the events.
+
+use std::sync::Arc;
+
+use crate::domain::{NodeId, State, StateChange, Timestamp, Transition, next};
+use crate::events::EventBus;
+use crate::firewall::Firewall;
+use crate::store::{Ended, NewIntrospection, NodeStore, Status, StoreError};
+
+/// How an introspection ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Processed and written to Ironic.
+    Done,
+    /// Failed; the message says which step and why.
+    Failed(String),
+    /// The deadline passed.
+    TimedOut,
+    /// An operator aborted it and the node is powered off.
+    Aborted,
+}
+
+impl Outcome {
+    fn transition(&self) -> Transition {
+        match self {
+            Outcome::Done => Transition::Finish,
+            Outcome::Failed(_) => Transition::Fail,
+            Outcome::TimedOut => Transition::Timeout,
+            Outcome::Aborted => Transition::AbortEnd,
+        }
+    }
+
+    fn error(&self) -> Option<&str> {
+        match self {
+            Outcome::Done => None,
+            Outcome::Failed(m) => Some(m),
+            Outcome::TimedOut => Some("Introspection timeout"),
+            Outcome::Aborted => Some("Canceled by operator"),
+        }
+    }
+}
+
+/// Why a move was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum MoveError {
+    /// The state machine does not allow it from the node's state.
+    #[error("node {node}: {source}")]
+    Illegal {
+        node: NodeId,
+        #[source]
+        source: crate::domain::IllegalTransition,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Store + bus + firewall; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Lifecycle {
+    store: Arc<dyn NodeStore>,
+    bus: EventBus,
+    firewall: Firewall,
+}
+
+impl Lifecycle {
+    pub fn new(store: Arc<dyn NodeStore>, bus: EventBus, firewall: Firewall) -> Self {
+        Lifecycle { store, bus, firewall }
+    }
+
+    pub fn store(&self) -> &Arc<dyn NodeStore> {
+        &self.store
+    }
+
+    pub fn bus(&self) -> &EventBus {
+        &self.bus
+    }
+
+    pub fn firewall(&self) -> &Firewall {
+        &self.firewall
+    }
+
+    /// Records a start (durably: the caller answers only after this).
+    pub async fn start(&self, new: &NewIntrospection) -> Result<Status, MoveError> {
+        let from = match self.store.get(new.node).await {
+            Ok(s) => Some(s.state),
+            Err(StoreError::NotFound(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        next(from, Transition::Start).map_err(|source| MoveError::Illegal {
+            node: new.node,
+            source,
+        })?;
+        let status = self.store.start(new, from, Timestamp::now()).await?;
+        self.publish(&status, from);
+        Ok(status)
+    }
+
+    /// Moves `node` from `from` by `event` (not an ending: see [`finish`]).
+    ///
+    /// [`finish`]: Lifecycle::finish
+    pub async fn advance(&self, node: NodeId, from: State, event: Transition) -> Result<Status, MoveError> {
+        let to = next(Some(from), event).map_err(|source| MoveError::Illegal { node, source })?;
+        let status = self.store.transition(node, from, to).await?;
+        self.publish(&status, Some(from));
+        Ok(status)
+    }
+
+    /// Ends `node`'s introspection with `outcome`, from whatever state it
+    /// is in if the state machine allows it. `Ok(None)`: it had already
+    /// ended (or moved somewhere `outcome` cannot follow) and nothing
+    /// changed; a second ending never overwrites the first.
+    pub async fn finish(&self, node: NodeId, outcome: Outcome) -> Result<Option<Ended>, StoreError> {
+        // A concurrent move can win the compare-and-swap; re-read and try
+        // again while the outcome still applies.
+        for _ in 0..8 {
+            let from = self.store.get(node).await?.state;
+            if next(Some(from), outcome.transition()).is_err() {
+                tracing::debug!(node = %node, state = %from, ?outcome, "not ended: state moved on");
+                return Ok(None);
+            }
+            match self
+                .store
+                .finish(node, from, outcome.error(), Timestamp::now())
+                .await
+            {
+                Ok(ended) => {
+                    self.ended(&ended, from, &outcome).await;
+                    return Ok(Some(ended));
+                }
+                Err(StoreError::StateChanged { .. }) => continue,
+                Err(e) => {
+                    tracing::error!(node = %node, ?outcome, "failed to record the end of the introspection: {e}");
+                    return Err(e);
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    async fn ended(&self, ended: &Ended, from: State, outcome: &Outcome) {
+        let node = ended.status.node;
+        match outcome {
+            Outcome::Done => tracing::info!(node = %node, "introspection finished"),
+            Outcome::Failed(m) => tracing::error!(node = %node, "introspection failed: {m}"),
+            Outcome::TimedOut => tracing::warn!(node = %node, state = %from, "introspection timed out"),
+            Outcome::Aborted => tracing::info!(node = %node, "introspection aborted"),
+        }
+        let macs: Vec<String> = ended.macs.iter().map(ToString::to_string).collect();
+        if let Err(e) = self.firewall.introspection_finished(&macs).await {
+            tracing::warn!(node = %node, "firewall not updated (the reconnector will resync): {e}");
+        }
+        self.publish(&ended.status, Some(from));
+    }
+
+    fn publish(&self, status: &Status, from: Option<State>) {
+        self.bus.publish(StateChange {
+            node: status.node,
+            from,
+            to: status.state,
+            at: status.finished_at.unwrap_or_else(Timestamp::now),
+            error: status.error.clone(),
+        });
+    }
+}

@@ -1,0 +1,254 @@
+//! Processing what the ramdisk posts to `/v1/continue` (spec §5): the
+//! payload shapes ([`payload`]), the flow that looks the node up, moves it
+//! to `processing` (only once its reboot was sent), runs the hooks and
+//! updates Ironic, and the finishing steps ([`finish`]) in the background.
+
+mod error;
+mod finish;
+pub mod payload;
+
+pub use error::ProcessError;
+pub use payload::{Data, LookupAttrs, PayloadError, lookup_attributes, normalize, type_name};
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::MacAddr;
+use serde_json::{Value, json};
+use tokio::sync::broadcast::error::RecvError;
+use tracing::Instrument;
+
+use crate::domain::{NodeId, State, Transition};
+use crate::hooks::{HookChain, HookContext};
+use crate::introspection::{Lifecycle, MoveError, Outcome, ipmi_option, ipmi_reply};
+use crate::ironic::{IronicClient, IronicError, Node, Port};
+use crate::store::{LookupKey, Status, StoreError};
+use crate::tasks::Tasks;
+
+/// Settings the processing flow reads.
+#[derive(Debug, Clone, Copy)]
+pub struct ProcessSettings {
+    /// The introspection deadline (`None`: disabled).
+    pub timeout: Option<Duration>,
+    /// Between power-state polls (and power validations while waiting
+    /// for new IPMI credentials).
+    pub power_poll: Duration,
+    /// How long a report for a node whose start has not yet sent its
+    /// reboot is held before it is answered 503 (the ramdisk retries).
+    pub report_hold: Duration,
+}
+
+impl Default for ProcessSettings {
+    fn default() -> Self {
+        ProcessSettings {
+            timeout: Some(Duration::from_secs(3600)),
+            power_poll: Duration::from_secs(5),
+            report_hold: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The processing flow's handles; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Processor {
+    ironic: IronicClient,
+    lifecycle: Lifecycle,
+    hooks: Arc<HookChain>,
+    settings: ProcessSettings,
+    tasks: Tasks,
+}
+
+/// The lookup attributes of a report, as the store compares them.
+fn lookup_key(data: &Data) -> LookupKey {
+    let attrs = lookup_attributes(data);
+    LookupKey {
+        bmc_address: attrs.bmc_address,
+        macs: attrs
+            .macs
+            .iter()
+            .filter_map(|m| m.parse::<MacAddr>().ok())
+            .collect(),
+    }
+}
+
+impl Processor {
+    pub fn new(
+        ironic: IronicClient,
+        lifecycle: Lifecycle,
+        hooks: Arc<HookChain>,
+        settings: ProcessSettings,
+        tasks: Tasks,
+    ) -> Self {
+        Processor {
+            ironic,
+            lifecycle,
+            hooks,
+            settings,
+            tasks,
+        }
+    }
+
+    pub fn hooks(&self) -> &HookChain {
+        &self.hooks
+    }
+
+    /// Handles one report; returns the reply for the ramdisk.
+    pub async fn process(&self, body: Value) -> Result<Value, ProcessError> {
+        let mut data = normalize(body)?;
+        // Errors before lookup cannot be recorded: no node is known yet.
+        self.hooks.before_processing(&mut data)?;
+        let found = self.lifecycle.store().find(&lookup_key(&data)).await?;
+        let node = found.node;
+        let span = tracing::info_span!("continue", node = %node);
+        async {
+            // The first write: if the store cannot take it, say so before
+            // Ironic is touched, so the ramdisk's retry finds everything
+            // as it was.
+            self.lifecycle.store().check_writable().await?;
+            let state = self.wait_while_starting(found).await?;
+            self.lifecycle
+                .advance(node, state, Transition::Process)
+                .await
+                .map_err(|e| match e {
+                    MoveError::Store(StoreError::StateChanged { actual, .. }) => {
+                        ProcessError::Busy { node, state: actual }
+                    }
+                    MoveError::Illegal { source, .. } => ProcessError::Busy {
+                        node,
+                        state: source.from,
+                    },
+                    MoveError::Store(s) => ProcessError::Store(s),
+                })?;
+            match self.update(node, &data).await {
+                Ok(reply) => Ok(reply),
+                Err(e) => {
+                    let _ = self.lifecycle.finish(node, Outcome::Failed(e.to_string())).await;
+                    Err(e)
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// A report for a node still `starting` (its reboot not yet sent) is
+    /// held until the start flow moves it on, or answered 503 after
+    /// `report_hold`: it is never processed alongside the start.
+    async fn wait_while_starting(&self, found: Status) -> Result<State, ProcessError> {
+        if found.state != State::Starting {
+            return Ok(found.state);
+        }
+        let node = found.node;
+        let mut events = self.lifecycle.bus().subscribe();
+        let deadline = tokio::time::Instant::now() + self.settings.report_hold;
+        tracing::debug!("report held: the node's reboot is not sent yet");
+        loop {
+            // Read after subscribing, so no change is missed in between.
+            let state = self.lifecycle.store().get(node).await?.state;
+            if state != State::Starting {
+                return Ok(state);
+            }
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Ok(Ok(_) | Err(RecvError::Lagged(_))) => {}
+                Ok(Err(RecvError::Closed)) | Err(_) => {
+                    return Err(ProcessError::StillStarting {
+                        node,
+                        waited: self.settings.report_hold,
+                    });
+                }
+            }
+        }
+    }
+
+    /// §5.3: ports, hooks, node and port patches, then the reply and the
+    /// finishing steps in the background.
+    async fn update(&self, id: NodeId, data: &Data) -> Result<Value, ProcessError> {
+        let uuid = id.to_string();
+        let fail = |what: &'static str| {
+            move |source: IronicError| ProcessError::Ironic {
+                node: id,
+                what,
+                source,
+            }
+        };
+        let node = match self.ironic.get_node(&uuid).await {
+            Ok(n) => n,
+            Err(IronicError::NotFound(_)) => return Err(ProcessError::NotInIronic { node: id }),
+            Err(source) => return Err(ProcessError::IronicGet { node: id, source }),
+        };
+        let ports = self.ports(id, &node, data).await?;
+        let patches = self.hooks.before_update(&HookContext {
+            node: &node,
+            ports: &ports,
+            data,
+        })?;
+        // Sent even when empty, as 1.0 did; the answer is the current node.
+        let node = self
+            .ironic
+            .patch_node(&uuid, &patches.node)
+            .await
+            .map_err(fail("update properties"))?;
+        for (mac, ops) in &patches.ports {
+            if let Some(port) = ports.iter().find(|p| p.address.eq_ignore_ascii_case(mac)) {
+                self.ironic
+                    .patch_port(&port.uuid, ops)
+                    .await
+                    .map_err(fail("update a port"))?;
+            }
+        }
+        let options = self.lifecycle.store().options(id).await?;
+        tracing::info!(
+            ports = ports.len(),
+            properties = patches.node.len(),
+            "node updated"
+        );
+        // The uuid is ironic-inspector's addition; 1.0 ramdisks ignore it.
+        let this = self.clone();
+        let span = tracing::Span::current();
+        Ok(match ipmi_option(&options) {
+            Some(opt) => {
+                let mut r = ipmi_reply(&node, opt);
+                r["uuid"] = json!(uuid);
+                self.tasks.spawn(
+                    "wait_for_power_management",
+                    async move { this.wait_for_power_management(id).await }.instrument(span),
+                );
+                r
+            }
+            None => {
+                self.tasks
+                    .spawn("finish", async move { this.finish(id).await }.instrument(span));
+                json!({"uuid": uuid})
+            }
+        })
+    }
+
+    /// Every port of the node: those Ironic has, plus one created for
+    /// each reported MAC it lacks (no request for a port that exists).
+    async fn ports(&self, id: NodeId, node: &Node, data: &Data) -> Result<Vec<Port>, ProcessError> {
+        let fail = |what: &'static str| {
+            move |source: IronicError| ProcessError::Ironic {
+                node: id,
+                what,
+                source,
+            }
+        };
+        let mut ports = self
+            .ironic
+            .list_node_ports(&node.uuid)
+            .await
+            .map_err(fail("list the ports"))?;
+        for mac in lookup_attributes(data).macs {
+            if ports.iter().any(|p| p.address.eq_ignore_ascii_case(&mac)) {
+                continue;
+            }
+            match self.ironic.create_port(&node.uuid, &mac).await {
+                Ok(port) => ports.push(port),
+                // Another node's port, or created meanwhile: 1.0 skips it.
+                Err(IronicError::Conflict(m)) => tracing::info!(%mac, "port already exists, skipping: {m}"),
+                Err(e) => return Err(fail("create a port")(e)),
+            }
+        }
+        Ok(ports)
+    }
+}
