@@ -28,10 +28,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use discoverd::testing::FakeIronic;
 use ironic_discoverd_e2e::ironic_rest::IronicRest;
 use ironic_discoverd_e2e::proc_status_field;
 use serde_json::{Value, json};
+use test_support::FakeIronic;
 
 /// Nodes of the scale run against the fake Ironic (one more is the status node).
 const NODES: usize = 1000;

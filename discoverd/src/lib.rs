@@ -25,8 +25,6 @@ pub mod processing;
 pub mod server;
 pub mod store;
 pub mod tasks;
-#[cfg(any(test, feature = "testing"))]
-pub mod testing;
 
 pub use app::run;
 pub use config::Config;

@@ -4,10 +4,8 @@
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use base64::Engine;
-use discoverd::testing::fake_keystone::{
-    ADMIN_TOKEN, EXPIRED_TOKEN, MEMBER_TOKEN, SERVICE_PASSWORD, SERVICE_USER,
-};
-use discoverd::testing::{FakeIronic, FakeKeystone, TestApp};
+use test_support::fake_keystone::{ADMIN_TOKEN, EXPIRED_TOKEN, MEMBER_TOKEN, SERVICE_PASSWORD, SERVICE_USER};
+use test_support::{FakeIronic, FakeKeystone, TestApp};
 use tower::ServiceExt;
 
 const NODE: &str = "e9d2a3c0-35a1-4d3c-8a8f-4a6a3b2f0d11";

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use auth_support::*;
 use axum::http::StatusCode;
-use discoverd::testing::FakeKeystone;
-use discoverd::testing::fake_keystone::{ADMIN_TOKEN, EXPIRED_TOKEN, MEMBER_TOKEN};
+use test_support::FakeKeystone;
+use test_support::fake_keystone::{ADMIN_TOKEN, EXPIRED_TOKEN, MEMBER_TOKEN};
 
 const GARBAGE: &str = "gAAAAA-not-a-token";
 

@@ -4,8 +4,8 @@
 use std::process::Command;
 use std::time::Duration;
 
-use discoverd::testing::{FakeIronic, TestApp};
 use serde_json::{Value, json};
+use test_support::{FakeIronic, TestApp};
 
 const CLI: &str = env!("CARGO_BIN_EXE_ironic-discoverd-client");
 const NODE: &str = "e9d2a3c0-35a1-4d3c-8a8f-4a6a3b2f0d11";

@@ -9,8 +9,8 @@ use axum::http::{Method, Request, StatusCode};
 use discoverd::app::App;
 use discoverd::store::sqlite::SqliteStore;
 use discoverd::store::{LookupKey, NodeStore};
-use discoverd::testing::{FakeIronic, Fault};
 use serde_json::{Value, json};
+use test_support::{FakeIronic, Fault};
 use tower::ServiceExt;
 
 const NODE: &str = "e9d2a3c0-35a1-4d3c-8a8f-4a6a3b2f0d11";
@@ -20,12 +20,12 @@ struct Env {
     fake: FakeIronic,
     app: App,
     router: Router,
-    t: discoverd::testing::TestApp,
+    t: test_support::TestApp,
 }
 
 async fn env(extra: &str) -> anyhow::Result<Env> {
     let fake = FakeIronic::start().await?;
-    let t = discoverd::testing::TestApp::new(&fake.url(), extra).await?;
+    let t = test_support::TestApp::new(&fake.url(), extra).await?;
     Ok(Env {
         fake,
         app: t.app.clone(),
@@ -711,7 +711,7 @@ async fn node_patch_is_sent_even_when_empty() -> anyhow::Result<()> {
 #[tokio::test]
 async fn too_old_ironic_is_refused_clearly() -> anyhow::Result<()> {
     let fake = FakeIronic::start().await?;
-    let t = discoverd::testing::TestApp::new(&fake.url(), "ironic_api_version = 2.5").await?;
+    let t = test_support::TestApp::new(&fake.url(), "ironic_api_version = 2.5").await?;
     let err = t
         .app
         .ironic
@@ -724,7 +724,7 @@ async fn too_old_ironic_is_refused_clearly() -> anyhow::Result<()> {
         err.contains("supports API versions up to 1.99") && err.contains("ironic_api_version = 2.5"),
         "{err}"
     );
-    let ok = discoverd::testing::TestApp::new(&fake.url(), "").await?;
+    let ok = test_support::TestApp::new(&fake.url(), "").await?;
     assert_eq!(ok.app.ironic.check_api_version().await?, "1.99");
     Ok(())
 }

@@ -85,11 +85,11 @@ ironic_retry_attempts = 2\nironic_retry_period = 0.1\nlisten_address = 127.0.0.1
 /// request (the client's own 503 retries do not multiply them).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ironic_answering_503_gets_exactly_attempts_plus_one_requests() -> anyhow::Result<()> {
-    let fake = discoverd::testing::FakeIronic::start().await?;
+    let fake = test_support::FakeIronic::start().await?;
     fake.inject(
         axum::http::Method::GET,
         "/v1",
-        discoverd::testing::Fault::Status(503),
+        test_support::Fault::Status(503),
         100,
     );
     let dir = tempfile::tempdir()?;

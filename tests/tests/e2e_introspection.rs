@@ -5,10 +5,10 @@
 
 use std::time::Duration;
 
-use discoverd::testing::FakeIronic;
 use ironic_discoverd_e2e::stack::{DAEMON_ID, Stack, eventually, sorted};
 use ironic_discoverd_e2e::{Netns, binary, privileged_available, proc_status_field};
 use serde_json::{Value, json};
+use test_support::FakeIronic;
 
 const NODE_A: &str = "0b4a3e70-2b2a-4e55-9a8f-5b0d6a0c0a01";
 const NODE_B: &str = "0b4a3e70-2b2a-4e55-9a8f-5b0d6a0c0a02";

@@ -7,11 +7,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::http::Method;
-use discoverd::testing::{FakeIronic, Fault};
 use ironic_discoverd_e2e::stack::{Stack, eventually, sorted};
 use ironic_discoverd_e2e::{Netns, privileged_available, proc_status_field};
 use serde_json::{Value, json};
 use std::os::unix::fs::PermissionsExt;
+use test_support::{FakeIronic, Fault};
 
 const NODE_A: &str = "7c1a3e70-2b2a-4e55-9a8f-5b0d6a0c0a01";
 const NODE_B: &str = "7c1a3e70-2b2a-4e55-9a8f-5b0d6a0c0a02";

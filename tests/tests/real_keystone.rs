@@ -8,9 +8,9 @@ use std::collections::HashMap;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use discoverd::testing::FakeIronic;
 use ironic_discoverd_e2e::stack::eventually;
 use ironic_discoverd_e2e::{ChildGuard, binary, privileged_required};
+use test_support::FakeIronic;
 
 const NODE: &str = "e9d2a3c0-35a1-4d3c-8a8f-4a6a3b2f0d11";
 

@@ -5,12 +5,10 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use discoverd::testing::fake_keystone::{
-    ADMIN_TOKEN, MEMBER_TOKEN, SERVICE_PASSWORD, SERVICE_TOKEN, SERVICE_USER,
-};
-use discoverd::testing::{FakeIronic, FakeKeystone};
 use ironic_discoverd_e2e::stack::eventually;
 use ironic_discoverd_e2e::{ChildGuard, binary};
+use test_support::fake_keystone::{ADMIN_TOKEN, MEMBER_TOKEN, SERVICE_PASSWORD, SERVICE_TOKEN, SERVICE_USER};
+use test_support::{FakeIronic, FakeKeystone};
 
 const NODE: &str = "e9d2a3c0-35a1-4d3c-8a8f-4a6a3b2f0d11";
 

@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use common::protocol::{ReplyBody, RequestBody};
 use common::{FilterMode, FilterState, InterfaceName, MacAddr};
-use discoverd::testing::FakeIronic;
 use ironic_discoverd_e2e::stack::{Stack, eventually};
 use ironic_discoverd_e2e::{ChildGuard, Netns, binary, privileged_available, proc_status_field};
+use test_support::FakeIronic;
 
 fn notify_socket(dir: &Path) -> anyhow::Result<(UnixDatagram, String)> {
     let path = dir.join("notify.sock");

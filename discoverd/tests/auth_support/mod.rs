@@ -38,8 +38,8 @@ pub fn config(text: &str) -> anyhow::Result<Config> {
 pub fn keystone_config(url: &str, extra: &str) -> anyhow::Result<Config> {
     config(&format!(
         "auth_strategy = keystone\nos_auth_url = {url}\nos_username = {}\nos_password = {}\nos_tenant_name = service\n{extra}",
-        discoverd::testing::fake_keystone::SERVICE_USER,
-        discoverd::testing::fake_keystone::SERVICE_PASSWORD,
+        test_support::fake_keystone::SERVICE_USER,
+        test_support::fake_keystone::SERVICE_PASSWORD,
     ))
 }
 

@@ -136,7 +136,7 @@ impl FakeKeystone {
 }
 
 fn in_an_hour() -> String {
-    let t = crate::domain::Timestamp::now().plus(std::time::Duration::from_secs(3600));
+    let t = discoverd::domain::Timestamp::now().plus(std::time::Duration::from_secs(3600));
     format!("{}Z", t.iso8601())
 }
 

@@ -1,8 +1,11 @@
-//! Test support shared by unit tests, integration tests, the end-to-end
-//! crate and benchmarks (cargo feature `testing`; never in the product).
+//! Test support shared by the integration tests, the end-to-end crate
+//! and the benchmarks: in-process fakes of Ironic and Keystone, a daemon
+//! wired in-process on a temporary SQLite file, and the store conformance
+//! suite. Never a dependency of a product crate (`publish = false`).
 
 pub mod fake_ironic;
 pub mod fake_keystone;
+pub mod store_conformance;
 
 pub use fake_ironic::{Call, FakeIronic, Fault};
 pub use fake_keystone::FakeKeystone;
@@ -11,11 +14,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::app::{self, App, Timings};
-use crate::config::Config;
-use crate::firewall::Firewall;
-use crate::keystone::Session;
-use crate::store::sqlite::SqliteStore;
+use discoverd::app::{self, App, Timings};
+use discoverd::config::Config;
+use discoverd::firewall::Firewall;
+use discoverd::keystone::Session;
+use discoverd::store::sqlite::SqliteStore;
 
 /// A daemon's state and router, in-process, on a temporary SQLite file,
 /// talking to the Ironic at `ironic_url`. `extra` adds `[discoverd]` lines.
@@ -42,7 +45,7 @@ impl TestApp {
         let ini = common::ini::IniFile::parse(Path::new("test.conf"), &text)?;
         let config = Config::from_ini(&ini)?;
         let session = Session::from_config(&config)?;
-        let auth = crate::api::auth::Authenticator::from_config(&config, session.clone())?;
+        let auth = discoverd::api::auth::Authenticator::from_config(&config, session.clone())?;
         let store = Arc::new(SqliteStore::open(&config.database).await?);
         let ironic = app::ironic_client(&config, session).await?;
         let firewall = Firewall::new(app::firewall_settings(&config));
@@ -52,7 +55,7 @@ impl TestApp {
             report_hold: Duration::from_secs(10),
         };
         let app = App::new(config, store, ironic, firewall, auth, timings, rx)?;
-        let router = crate::api::router(app.clone());
+        let router = discoverd::api::router(app.clone());
         Ok(TestApp {
             app,
             router,
