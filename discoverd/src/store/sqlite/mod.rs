@@ -7,10 +7,11 @@
 //! after each commit, so a status read (the API's hottest path) touches
 //! neither the disk nor the pool and never shows an uncommitted status.
 
+mod mirror;
 mod rows;
 pub mod schema;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -23,13 +24,14 @@ use super::{
     StoreError,
 };
 use crate::domain::{NodeId, State, Timestamp};
+use mirror::Mirror;
 use rows::Tx;
 
 /// The SQLite store; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
-    statuses: Arc<RwLock<HashMap<NodeId, Status>>>,
+    mirror: Arc<RwLock<Mirror>>,
     path: PathBuf,
 }
 
@@ -39,10 +41,10 @@ impl SqliteStore {
         let path = path.to_owned();
         let p = path.clone();
         let location = path.display().to_string();
-        let (conn, statuses) = tokio::task::spawn_blocking(move || {
+        let (conn, mirror) = tokio::task::spawn_blocking(move || {
             let conn = schema::open(&p).map_err(|e| backend("open", &p, e))?;
-            let statuses = rows::all_statuses(&conn).map_err(|e| backend("read statuses", &p, e))?;
-            Ok::<_, StoreError>((conn, statuses))
+            let mirror = Mirror::load(&conn).map_err(|e| backend("read statuses", &p, e))?;
+            Ok::<_, StoreError>((conn, mirror))
         })
         .await
         .map_err(|e| StoreError::Backend {
@@ -52,13 +54,13 @@ impl SqliteStore {
         })??;
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
-            statuses: Arc::new(RwLock::new(statuses)),
+            mirror: Arc::new(RwLock::new(mirror)),
             path,
         })
     }
 
-    fn statuses(&self) -> std::sync::RwLockReadGuard<'_, HashMap<NodeId, Status>> {
-        self.statuses
+    fn mirror(&self) -> std::sync::RwLockReadGuard<'_, Mirror> {
+        self.mirror
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -70,19 +72,17 @@ impl SqliteStore {
         &self,
         action: &'static str,
         f: impl FnOnce(&Tx<'_>) -> Result<T, StoreError> + Send + 'static,
-        mirror: impl FnOnce(&mut HashMap<NodeId, Status>, &T) + Send + 'static,
+        mirror: impl FnOnce(&mut Mirror, &T) + Send + 'static,
     ) -> Result<T, StoreError> {
         let conn = self.conn.clone();
-        let statuses = self.statuses.clone();
+        let copy = self.mirror.clone();
         let path = self.path.clone();
         self.blocking(action, move || {
             let mut guard = conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             let tx = guard.transaction().map_err(|e| backend(action, &path, e))?;
             let out = f(&Tx { tx: &tx, path: &path })?;
             tx.commit().map_err(|e| backend(action, &path, e))?;
-            let mut m = statuses
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut m = copy.write().unwrap_or_else(std::sync::PoisonError::into_inner);
             mirror(&mut m, &out);
             Ok(out)
         })
@@ -120,13 +120,6 @@ impl SqliteStore {
                 source: Box::new(e),
             })?
     }
-
-    /// The compare-and-swap every state change starts with, on the
-    /// in-memory copy (exact: it changes only under the connection lock,
-    /// which the caller holds).
-    fn current(m: &HashMap<NodeId, Status>, node: NodeId) -> Option<Status> {
-        m.get(&node).cloned()
-    }
 }
 
 fn backend(
@@ -150,6 +143,7 @@ impl NodeStore for SqliteStore {
         at: Timestamp,
     ) -> Result<Status, StoreError> {
         let new = new.clone();
+        let bmc = new.bmc_address.clone();
         self.write(
             "record a start",
             move |tx| {
@@ -177,8 +171,12 @@ impl NodeStore for SqliteStore {
                     error: None,
                 })
             },
-            |m, s| {
-                m.insert(s.node, s.clone());
+            move |m, s| {
+                m.forget_attributes(s.node);
+                if let Some(bmc) = bmc.filter(|b| !b.is_empty()) {
+                    m.add_attributes(s.node, "bmc_address", &[bmc]);
+                }
+                m.statuses.insert(s.node, s.clone());
             },
         )
         .await
@@ -186,6 +184,7 @@ impl NodeStore for SqliteStore {
 
     async fn add_macs(&self, node: NodeId, macs: &[MacAddr]) -> Result<(), StoreError> {
         let values: Vec<String> = macs.iter().map(MacAddr::to_string).collect();
+        let mirrored = values.clone();
         self.write(
             "add MACs",
             move |tx| {
@@ -201,7 +200,7 @@ impl NodeStore for SqliteStore {
                 }
                 tx.add_attributes(node, "mac", &values)
             },
-            |_, _| {},
+            move |m, _| m.add_attributes(node, "mac", &mirrored),
         )
         .await
     }
@@ -222,7 +221,7 @@ impl NodeStore for SqliteStore {
                 tx.status(node)?.ok_or(StoreError::NotFound(node))
             },
             |m, s| {
-                m.insert(s.node, s.clone());
+                m.statuses.insert(s.node, s.clone());
             },
         )
         .await
@@ -253,24 +252,29 @@ impl NodeStore for SqliteStore {
                 Ok(Ended { status, macs })
             },
             |m, e| {
-                m.insert(e.status.node, e.status.clone());
+                m.forget_attributes(e.status.node);
+                m.statuses.insert(e.status.node, e.status.clone());
             },
         )
         .await
     }
 
     async fn get(&self, node: NodeId) -> Result<Status, StoreError> {
-        Self::current(&self.statuses(), node).ok_or(StoreError::NotFound(node))
+        self.mirror()
+            .statuses
+            .get(&node)
+            .cloned()
+            .ok_or(StoreError::NotFound(node))
     }
 
     async fn find(&self, key: &LookupKey) -> Result<Status, StoreError> {
-        let key = key.clone();
-        self.read("look a node up", move |tx| tx.find(&key)).await
+        self.mirror().find(key)
     }
 
     async fn list(&self, query: &ListQuery) -> Result<Vec<Status>, StoreError> {
-        let m = self.statuses();
+        let m = self.mirror();
         let mut all: Vec<&Status> = m
+            .statuses
             .values()
             .filter(|s| query.states.is_empty() || query.states.contains(&s.state))
             .collect();
@@ -289,16 +293,18 @@ impl NodeStore for SqliteStore {
     }
 
     async fn in_state(&self, state: State) -> Result<Vec<Status>, StoreError> {
-        let m = self.statuses();
-        Ok(m.values()
+        let m = self.mirror();
+        Ok(m.statuses
+            .values()
             .filter(|s| s.state == state && !s.finished())
             .cloned()
             .collect())
     }
 
     async fn started_before(&self, t: Timestamp) -> Result<Vec<Status>, StoreError> {
-        let m = self.statuses();
-        Ok(m.values()
+        let m = self.mirror();
+        Ok(m.statuses
+            .values()
             .filter(|s| !s.finished() && s.started_at < t)
             .cloned()
             .collect())
@@ -308,7 +314,10 @@ impl NodeStore for SqliteStore {
         self.write(
             "purge old statuses",
             move |tx| tx.purge(finished_before),
-            move |m, _| m.retain(|_, s| s.finished_at.is_none_or(|f| f >= finished_before)),
+            move |m, _| {
+                m.statuses
+                    .retain(|_, s| s.finished_at.is_none_or(|f| f >= finished_before))
+            },
         )
         .await
     }
@@ -347,7 +356,7 @@ impl NodeStore for SqliteStore {
     }
 
     async fn count_active(&self) -> Result<u64, StoreError> {
-        Ok(self.statuses().values().filter(|s| !s.finished()).count() as u64)
+        Ok(self.mirror().statuses.values().filter(|s| !s.finished()).count() as u64)
     }
 
     async fn check_writable(&self) -> Result<(), StoreError> {
@@ -367,37 +376,21 @@ impl NodeStore for SqliteStore {
 }
 
 impl SqliteStore {
-    /// Runs raw SQL (tests that edit the file behind the store's back),
-    /// then reloads the in-memory statuses.
+    /// Whether the in-memory copy equals the file (statuses and lookup
+    /// attributes); tests check it after every kind of write.
     #[doc(hidden)]
-    pub async fn execute_for_tests(&self, sql: &str) -> Result<(), StoreError> {
-        let sql = sql.to_owned();
-        let statuses = self.statuses.clone();
-        self.read("run test SQL", move |tx| {
-            tx.tx
-                .execute_batch(&sql)
-                .map_err(|e| backend("run test SQL", tx.path, e))?;
-            let all = rows::all_statuses(tx.tx).map_err(|e| backend("read statuses", tx.path, e))?;
-            *statuses
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = all;
-            Ok(())
+    pub async fn mirror_matches_file_for_tests(&self) -> Result<bool, StoreError> {
+        let copy = self.mirror.clone();
+        self.read("read statuses", move |tx| {
+            let file = Mirror::load(tx.tx).map_err(|e| backend("read statuses", tx.path, e))?;
+            Ok(file == *copy.read().unwrap_or_else(std::sync::PoisonError::into_inner))
         })
         .await
     }
 
-    /// Every status as the file has it (tests compare it with memory).
+    /// How many statuses memory holds.
     #[doc(hidden)]
-    pub async fn file_statuses_for_tests(&self) -> Result<HashMap<NodeId, Status>, StoreError> {
-        self.read("read statuses", |tx| {
-            rows::all_statuses(tx.tx).map_err(|e| backend("read statuses", tx.path, e))
-        })
-        .await
-    }
-
-    /// Every status as memory has it.
-    #[doc(hidden)]
-    pub fn memory_statuses_for_tests(&self) -> HashMap<NodeId, Status> {
-        self.statuses().clone()
+    pub fn status_count_for_tests(&self) -> usize {
+        self.mirror().statuses.len()
     }
 }

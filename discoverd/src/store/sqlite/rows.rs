@@ -1,14 +1,14 @@
 //! The SQL of the SQLite store, as synchronous functions on one
 //! connection (inside the caller's transaction for writes).
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use common::MacAddr;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::domain::{NodeId, State, Timestamp};
-use crate::store::{DataKind, LookupKey, Options, Status, StoreError};
+use crate::store::{DataKind, Options, Status, StoreError};
 
 /// A connection (or transaction) and the file it belongs to, for errors.
 pub(super) struct Tx<'a> {
@@ -213,44 +213,6 @@ impl Tx<'_> {
             }
         }
         Ok(out)
-    }
-
-    /// The one active node matching the BMC address or any MAC: exact, the
-    /// union over all attributes (spec §6).
-    pub fn find(&self, key: &LookupKey) -> Result<Status, StoreError> {
-        let described = key.to_string();
-        let bmc = key.bmc_address.as_deref().filter(|b| !b.is_empty());
-        let mut found = BTreeSet::new();
-        let mut q = self
-            .tx
-            .prepare_cached("SELECT DISTINCT uuid FROM attributes WHERE name = ?1 AND value = ?2")
-            .map_err(self.err("look a node up"))?;
-        let macs: Vec<String> = key.macs.iter().map(MacAddr::to_string).collect();
-        let lookups = bmc
-            .map(|b| ("bmc_address", b))
-            .into_iter()
-            .chain(macs.iter().map(|m| ("mac", m.as_str())));
-        for (name, value) in lookups {
-            let uuids = q
-                .query_map(params![name, value], |r| r.get::<_, String>(0))
-                .map_err(self.err("look a node up"))?;
-            for u in uuids {
-                found.insert(u.map_err(self.err("look a node up"))?);
-            }
-        }
-        let uuid = match (found.len(), found.into_iter().next()) {
-            (1, Some(u)) => u,
-            (0, _) => return Err(StoreError::NoMatch(described)),
-            _ => return Err(StoreError::Ambiguous(described)),
-        };
-        let node: NodeId = uuid
-            .parse()
-            .map_err(|e| super::backend("look a node up", self.path, e))?;
-        let status = self.status(node)?.ok_or(StoreError::NoMatch(described))?;
-        if let Some(at) = status.finished_at {
-            return Err(StoreError::AlreadyFinished { node, at });
-        }
-        Ok(status)
     }
 
     /// Deletes statuses finished before `t`, with their data.
