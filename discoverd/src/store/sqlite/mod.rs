@@ -79,7 +79,13 @@ impl SqliteStore {
         let path = self.path.clone();
         self.blocking(action, move || {
             let mut guard = conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let tx = guard.transaction().map_err(|e| backend(action, &path, e))?;
+            // IMMEDIATE: the write lock is taken at BEGIN, where the busy
+            // timeout applies. A DEFERRED transaction that reads first and
+            // then writes fails at once (SQLITE_BUSY) when another process
+            // holds the file's write lock.
+            let tx = guard
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(|e| backend(action, &path, e))?;
             let out = f(&Tx { tx: &tx, path: &path })?;
             tx.commit().map_err(|e| backend(action, &path, e))?;
             let mut m = copy.write().unwrap_or_else(std::sync::PoisonError::into_inner);
