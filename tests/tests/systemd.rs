@@ -112,11 +112,12 @@ async fn helper_runs_socket_activated_with_only_ambient_net_admin() -> anyhow::R
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.path().join("helper.log"))?);
     let _activator = ChildGuard::spawn("systemd-socket-activate", &mut cmd)?;
-    eventually("the activation socket", Duration::from_secs(10), async || {
-        Ok(sock.exists().then_some(()))
+    // The file appears at bind(), before listen(): until then a connect
+    // is refused, so wait for one that is accepted.
+    let (mut client, hello) = eventually("the activation socket", Duration::from_secs(10), async || {
+        Ok(fw_helper_client(&sock).await.ok())
     })
     .await?;
-    let (mut client, hello) = fw_helper_client(&sock).await?;
     assert!(matches!(hello, ReplyBody::Hello { .. }), "{hello:?}");
     let state = FilterState {
         interfaces: vec![InterfaceName::new("br-sa")?],
