@@ -4,7 +4,7 @@
 //! credentials work first.
 
 use crate::domain::{NodeId, Timestamp};
-use crate::introspection::Outcome;
+use crate::introspection::{Outcome, manages_boot};
 use crate::ironic::PatchOp;
 
 use super::Processor;
@@ -45,13 +45,20 @@ impl Processor {
     /// §5.4 *finish*: power off, wait for it, mark the node, done.
     pub(super) async fn finish(&self, id: NodeId) {
         let uuid = id.to_string();
-        if let Err(e) = self.ironic.set_power_state(&uuid, "power off").await {
+        let manage_boot = match self.lifecycle.store().options(id).await {
+            Ok(o) => manages_boot(&o),
+            Err(_) => true,
+        };
+        if manage_boot && let Err(e) = self.ironic.set_power_state(&uuid, "power off").await {
             let msg =
                 format!("Failed to power off node {uuid}, check it's power management configuration: {e}");
             return self.fail(id, msg).await;
         }
         let until = self.deadline(id).await;
         loop {
+            if !manage_boot {
+                break;
+            }
             match self.ironic.get_node(&uuid).await {
                 Ok(n) if n.power_state.as_deref().map(str::to_lowercase).as_deref() == Some("power off") => {
                     break;
