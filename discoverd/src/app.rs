@@ -128,6 +128,7 @@ impl App {
                 timeout: config.timeout,
                 power_poll: timings.power_poll,
                 report_hold: timings.report_hold,
+                store_data: config.store_data == crate::config::StoreData::Database,
             },
             tasks.clone(),
         );
@@ -289,6 +290,15 @@ async fn resume(app: &App) -> Result<(), StartupError> {
     let resumed = app.introspector.resume().await?;
     if resumed > 0 {
         tracing::warn!(nodes = resumed, "carrying on starts accepted before the restart");
+    }
+    for s in app.store.in_state(crate::domain::State::Reapplying).await? {
+        let msg = format!(
+            "The daemon restarted while reapplying node {}'s data; Ironic may be partly updated: reapply it again",
+            s.node
+        );
+        app.lifecycle
+            .finish(s.node, crate::introspection::Outcome::Failed(msg))
+            .await?;
     }
     for s in app.store.in_state(crate::domain::State::Processing).await? {
         let msg = format!(

@@ -6,9 +6,11 @@
 mod error;
 mod finish;
 pub mod payload;
+mod reapply;
 
 pub use error::ProcessError;
 pub use payload::{Data, LookupAttrs, PayloadError, lookup_attributes, normalize, type_name};
+pub use reapply::ReapplyError;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +24,7 @@ use crate::domain::{NodeId, State, Transition};
 use crate::hooks::{HookChain, HookContext};
 use crate::introspection::{Lifecycle, MoveError, Outcome, ipmi_option, ipmi_reply};
 use crate::ironic::{IronicClient, IronicError, Node, Port};
-use crate::store::{LookupKey, Status, StoreError};
+use crate::store::{DataKind, LookupKey, Status, StoreError};
 use crate::tasks::Tasks;
 
 /// Settings the processing flow reads.
@@ -36,6 +38,8 @@ pub struct ProcessSettings {
     /// How long a report for a node whose start has not yet sent its
     /// reboot is held before it is answered 503 (the ramdisk retries).
     pub report_hold: Duration,
+    /// Keep raw and processed data in the store (`store_data = database`).
+    pub store_data: bool,
 }
 
 impl Default for ProcessSettings {
@@ -44,6 +48,7 @@ impl Default for ProcessSettings {
             timeout: Some(Duration::from_secs(3600)),
             power_poll: Duration::from_secs(5),
             report_hold: Duration::from_secs(30),
+            store_data: false,
         }
     }
 }
@@ -94,6 +99,7 @@ impl Processor {
 
     /// Handles one report; returns the reply for the ramdisk.
     pub async fn process(&self, body: Value) -> Result<Value, ProcessError> {
+        let raw = self.settings.store_data.then(|| body.clone());
         let mut data = normalize(body)?;
         // Errors before lookup cannot be recorded: no node is known yet.
         self.hooks.before_processing(&mut data)?;
@@ -119,6 +125,9 @@ impl Processor {
                     },
                     MoveError::Store(s) => ProcessError::Store(s),
                 })?;
+            if let Some(raw) = &raw {
+                self.keep_data(node, DataKind::Raw, raw).await;
+            }
             match self.update(node, &data).await {
                 Ok(reply) => Ok(reply),
                 Err(e) => {
@@ -160,9 +169,48 @@ impl Processor {
         }
     }
 
+    /// Stores introspection data when `store_data` asks; a failure is
+    /// logged, not the node's (the data is for the operator).
+    async fn keep_data(&self, node: NodeId, kind: DataKind, data: &Value) {
+        if !self.settings.store_data {
+            return;
+        }
+        if let Err(e) = self.lifecycle.store().put_data(node, kind, data).await {
+            tracing::warn!(node = %node, "{} introspection data not stored: {e}", kind.as_str());
+        }
+    }
+
     /// §5.3: ports, hooks, node and port patches, then the reply and the
     /// finishing steps in the background.
     async fn update(&self, id: NodeId, data: &Data) -> Result<Value, ProcessError> {
+        let uuid = id.to_string();
+        let node = self.apply(id, data).await?;
+        self.keep_data(id, DataKind::Processed, &Value::Object(data.clone()))
+            .await;
+        let options = self.lifecycle.store().options(id).await?;
+        // The uuid is ironic-inspector's addition; 1.0 ramdisks ignore it.
+        let this = self.clone();
+        let span = tracing::Span::current();
+        Ok(match ipmi_option(&options) {
+            Some(opt) => {
+                let mut r = ipmi_reply(&node, opt);
+                r["uuid"] = json!(uuid);
+                self.tasks.spawn(
+                    "wait_for_power_management",
+                    async move { this.wait_for_power_management(id).await }.instrument(span),
+                );
+                r
+            }
+            None => {
+                self.tasks
+                    .spawn("finish", async move { this.finish(id).await }.instrument(span));
+                json!({"uuid": uuid})
+            }
+        })
+    }
+
+    /// Ports, hooks, node and port patches; the node as Ironic has it then.
+    async fn apply(&self, id: NodeId, data: &Data) -> Result<Node, ProcessError> {
         let uuid = id.to_string();
         let fail = |what: &'static str| {
             move |source: IronicError| ProcessError::Ironic {
@@ -196,31 +244,12 @@ impl Processor {
                     .map_err(fail("update a port"))?;
             }
         }
-        let options = self.lifecycle.store().options(id).await?;
         tracing::info!(
             ports = ports.len(),
             properties = patches.node.len(),
             "node updated"
         );
-        // The uuid is ironic-inspector's addition; 1.0 ramdisks ignore it.
-        let this = self.clone();
-        let span = tracing::Span::current();
-        Ok(match ipmi_option(&options) {
-            Some(opt) => {
-                let mut r = ipmi_reply(&node, opt);
-                r["uuid"] = json!(uuid);
-                self.tasks.spawn(
-                    "wait_for_power_management",
-                    async move { this.wait_for_power_management(id).await }.instrument(span),
-                );
-                r
-            }
-            None => {
-                self.tasks
-                    .spawn("finish", async move { this.finish(id).await }.instrument(span));
-                json!({"uuid": uuid})
-            }
-        })
+        Ok(node)
     }
 
     /// Every port of the node: those Ironic has, plus one created for
