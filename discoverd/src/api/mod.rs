@@ -9,6 +9,7 @@ pub mod health;
 pub mod introspection;
 pub mod metrics;
 pub mod ramdisk;
+pub mod rules;
 pub mod versions;
 
 pub use error::ApiError;
@@ -78,7 +79,8 @@ fn operator_routes(app: &App) -> Router<App> {
             "/v1/introspection/{uuid}",
             post(introspection::start).get(introspection::status),
         )
-        .route("/v1/discover", post(introspection::discover));
+        .route("/v1/discover", post(introspection::discover))
+        .merge(rules::routes());
     let routes = if app.config.metrics_public {
         routes
     } else {

@@ -420,6 +420,59 @@ async fn read_limited(resp: reqwest::Response) -> Result<Vec<u8>, IronicError> {
         })
 }
 
+/// Node traits (introspection rules' `add-trait` / `remove-trait`). They
+/// need Ironic API 1.37: sent with at least that version whatever
+/// `ironic_api_version` says.
+impl IronicClient {
+    const TRAITS_VERSION: (u32, u32) = (1, 37);
+
+    fn with_traits_version(&self) -> Self {
+        let parse = |v: &str| {
+            v.split_once('.')
+                .and_then(|(a, b)| Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?)))
+        };
+        let (maj, min) = Self::TRAITS_VERSION;
+        match parse(&self.api_version) {
+            Some(v) if v >= Self::TRAITS_VERSION => self.clone(),
+            _ => IronicClient {
+                api_version: format!("{maj}.{min}"),
+                ..self.clone()
+            },
+        }
+    }
+
+    /// `PUT /v1/nodes/{uuid}/traits/{trait}`.
+    pub async fn add_node_trait(&self, uuid: &str, name: &str) -> Result<(), IronicError> {
+        self.with_traits_version()
+            .call(
+                "add_node_trait",
+                Method::PUT,
+                &format!("/v1/nodes/{uuid}/traits/{name}"),
+                None,
+            )
+            .await
+            .map(drop)
+    }
+
+    /// `DELETE /v1/nodes/{uuid}/traits/{trait}`; a trait the node does not
+    /// have is not an error (as the inspector).
+    pub async fn remove_node_trait(&self, uuid: &str, name: &str) -> Result<(), IronicError> {
+        match self
+            .with_traits_version()
+            .call(
+                "remove_node_trait",
+                Method::DELETE,
+                &format!("/v1/nodes/{uuid}/traits/{name}"),
+                None,
+            )
+            .await
+        {
+            Ok(_) | Err(IronicError::NotFound(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

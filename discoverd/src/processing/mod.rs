@@ -6,6 +6,7 @@
 mod error;
 mod finish;
 pub mod payload;
+mod rules;
 
 pub use error::ProcessError;
 pub use payload::{Data, LookupAttrs, PayloadError, lookup_attributes, normalize, type_name};
@@ -56,6 +57,8 @@ pub struct Processor {
     hooks: Arc<HookChain>,
     settings: ProcessSettings,
     tasks: Tasks,
+    /// Introspection rules, applied after the hooks (`processing/rules.rs`).
+    rules: Option<crate::rules::RuleBook>,
 }
 
 /// The lookup attributes of a report, as the store compares them.
@@ -85,6 +88,7 @@ impl Processor {
             hooks,
             settings,
             tasks,
+            rules: None,
         }
     }
 
@@ -177,17 +181,19 @@ impl Processor {
             Err(source) => return Err(ProcessError::IronicGet { node: id, source }),
         };
         let ports = self.ports(id, &node, data).await?;
-        let patches = self.hooks.before_update(&HookContext {
+        let mut patches = self.hooks.before_update(&HookContext {
             node: &node,
             ports: &ports,
             data,
         })?;
+        let rules = self.apply_rules(&node, &mut patches.node, data).await?;
         // Sent even when empty, as 1.0 did; the answer is the current node.
         let node = self
             .ironic
             .patch_node(&uuid, &patches.node)
             .await
             .map_err(fail("update properties"))?;
+        self.send_traits(id, &rules).await?;
         for (mac, ops) in &patches.ports {
             if let Some(port) = ports.iter().find(|p| p.address.eq_ignore_ascii_case(mac)) {
                 self.ironic
