@@ -139,6 +139,12 @@ pub struct Config {
     pub json_logs: bool,
     /// Serve `/metrics` without authentication.
     pub metrics_public: bool,
+
+    // --- speed (issue 15): power-state polling after power-off ---
+    /// First pause before reading Ironic's power state again; it doubles
+    /// after each read up to `power_poll_max`.
+    pub power_poll_initial: Duration,
+    pub power_poll_max: Duration,
 }
 
 impl Config {
@@ -209,6 +215,9 @@ impl Config {
             max_body_size: max_body_size(s)?,
             json_logs: s.boolean("json_logs", false)?,
             metrics_public: s.boolean("metrics_public", false)?,
+            // --- speed (issue 15) ---
+            power_poll_initial: positive(s, "power_poll_initial", 0.1)?,
+            power_poll_max: positive(s, "power_poll_max", 2.0)?,
         };
         // `authenticate` is read inside auth_strategy(); everything else
         // present in the section must have been asked for by now.
