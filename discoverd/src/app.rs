@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use crate::api;
 use crate::api::auth::{AuthError, Authenticator};
 use crate::config::Config;
+use crate::config::Database;
 use crate::events::EventBus;
 use crate::firewall::{Firewall, FirewallSettings};
 use crate::hooks::{HookChain, HookSettings, UnknownHook};
@@ -20,6 +21,7 @@ use crate::keystone::{KeystoneError, Session, SessionTokens};
 use crate::metrics::Metrics;
 use crate::periodic::{self, PeriodicSettings};
 use crate::processing::{ProcessSettings, Processor};
+use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{NodeStore, StoreError};
 use crate::tasks::Tasks;
@@ -215,6 +217,14 @@ pub fn firewall_settings(config: &Config) -> FirewallSettings {
     }
 }
 
+/// The node store the `database` option names.
+pub async fn open_store(database: &Database) -> Result<Arc<dyn NodeStore>, StoreError> {
+    Ok(match database {
+        Database::Sqlite(path) => Arc::new(SqliteStore::open(path).await?),
+        Database::Postgres(url) => Arc::new(PostgresStore::open(url).await?),
+    })
+}
+
 /// Start-up checks in 1.0's order, then serve until `shutdown`.
 pub async fn run(
     config: Config,
@@ -223,7 +233,7 @@ pub async fn run(
 ) -> Result<(), StartupError> {
     let session = Session::from_config(&config)?;
     let auth = Authenticator::from_config(&config, session.clone())?;
-    let store: Arc<dyn NodeStore> = Arc::new(SqliteStore::open(&config.database).await?);
+    let store = open_store(&config.database).await?;
     let ironic = ironic_client(&config, session).await?;
     check_ironic(&ironic, &config).await?;
     let firewall = Firewall::new(firewall_settings(&config));

@@ -5,20 +5,19 @@
 
 pub mod fake_ironic;
 pub mod fake_keystone;
+pub mod postgres;
 pub mod store_conformance;
 
 pub use fake_ironic::{Call, FakeIronic, Fault};
 pub use fake_keystone::FakeKeystone;
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use discoverd::app::{self, App, Timings};
 use discoverd::config::Config;
 use discoverd::firewall::Firewall;
 use discoverd::keystone::Session;
-use discoverd::store::sqlite::SqliteStore;
 
 /// A daemon's state and router, in-process, on a temporary SQLite file,
 /// talking to the Ironic at `ironic_url`. `extra` adds `[discoverd]` lines.
@@ -46,7 +45,7 @@ impl TestApp {
         let config = Config::from_ini(&ini)?;
         let session = Session::from_config(&config)?;
         let auth = discoverd::api::auth::Authenticator::from_config(&config, session.clone())?;
-        let store = Arc::new(SqliteStore::open(&config.database).await?);
+        let store = app::open_store(&config.database).await?;
         let ironic = app::ironic_client(&config, session).await?;
         let firewall = Firewall::new(app::firewall_settings(&config));
         let (stop, rx) = tokio::sync::watch::channel(false);
