@@ -139,6 +139,16 @@ pub struct Config {
     pub json_logs: bool,
     /// Serve `/metrics` without authentication.
     pub metrics_public: bool,
+
+    // --- connection bounds (hardening) ---
+    /// A request's headers must be complete this long after its first byte
+    /// (after the accept for a new connection).
+    pub http_header_timeout: Duration,
+    /// A keep-alive connection silent this long after its last response is closed.
+    pub http_idle_timeout: Duration,
+    /// Open connections at most; at the cap the oldest one still waiting
+    /// for a request is closed to make room.
+    pub max_connections: usize,
 }
 
 impl Config {
@@ -209,6 +219,10 @@ impl Config {
             max_body_size: max_body_size(s)?,
             json_logs: s.boolean("json_logs", false)?,
             metrics_public: s.boolean("metrics_public", false)?,
+            // --- connection bounds (hardening) ---
+            http_header_timeout: positive(s, "http_header_timeout", 10.0)?,
+            http_idle_timeout: positive(s, "http_idle_timeout", 60.0)?,
+            max_connections: max_connections(s)?,
         };
         // `authenticate` is read inside auth_strategy(); everything else
         // present in the section must have been asked for by now.
@@ -322,6 +336,26 @@ fn max_body_size(s: &Section<'_>) -> Result<usize, ConfigError> {
             &v.to_string(),
             format!("expected a size in bytes from 1024 to {MAX_MAX_BODY_SIZE}"),
         )),
+    }
+}
+
+// --- connection bounds (hardening) ---
+fn max_connections(s: &Section<'_>) -> Result<usize, ConfigError> {
+    let v = s.integer("max_connections", 1024)?;
+    match usize::try_from(v) {
+        Ok(n) if (1..=1_000_000).contains(&n) => Ok(n),
+        _ => Err(s.bad_value("max_connections", &v.to_string(), "expected 1 to 1000000")),
+    }
+}
+
+impl Config {
+    /// The bounds on the API's connections.
+    pub fn connection_limits(&self) -> crate::connections::ConnectionLimits {
+        crate::connections::ConnectionLimits {
+            header_timeout: self.http_header_timeout,
+            idle_timeout: self.http_idle_timeout,
+            max_connections: self.max_connections,
+        }
     }
 }
 

@@ -9,6 +9,7 @@ pub mod api;
 pub mod app;
 pub mod client;
 pub mod config;
+pub mod connections;
 pub mod domain;
 pub mod events;
 pub mod firewall;
