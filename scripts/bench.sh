@@ -53,4 +53,7 @@ cargo bench --locked -p ironic-discoverd-fw-helper --bench sync
 step "API and scale: cargo bench -p ironic-discoverd --bench api"
 cargo bench --locked -p ironic-discoverd --bench api
 
+step "connection flood: cargo bench -p ironic-discoverd --bench flood"
+cargo bench --locked -p ironic-discoverd --bench flood
+
 step "done in $(( $(date +%s) - start ))s (output kept in $log)"

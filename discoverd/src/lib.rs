@@ -22,6 +22,7 @@ pub mod logging;
 pub mod metrics;
 pub mod notify;
 pub mod periodic;
+pub mod privileges;
 pub mod processing;
 pub mod server;
 pub mod store;
