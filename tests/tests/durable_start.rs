@@ -70,16 +70,8 @@ async fn accepted_starts_survive_sigkill_and_unsent_reboots_are_sent() -> anyhow
     stack.wait_ready().await?;
 
     // The burst: every start answered 202, then SIGKILL at once.
-    let mut starts = tokio::task::JoinSet::new();
-    for (uuid, _, _) in &nodes {
-        let (http, url) = (
-            stack.http.clone(),
-            stack.url(&format!("/v1/introspection/{uuid}")),
-        );
-        starts.spawn(async move { http.post(url).send().await.map(|r| r.status().as_u16()) });
-    }
-    while let Some(code) = starts.join_next().await {
-        assert_eq!(code??, 202);
+    for code in stack.introspect_all(nodes.iter().map(|n| &n.0)).await? {
+        assert_eq!(code, 202);
     }
     daemon.kill();
     let before_kill = fake.calls();

@@ -226,16 +226,8 @@ async fn daemon_killed_with_100_in_flight_keeps_every_status_and_the_filter() ->
         Fault::Delay(Duration::from_secs(3)),
         SLOW,
     );
-    let mut starts = tokio::task::JoinSet::new();
-    for (uuid, _, _) in &nodes[..FLIGHT] {
-        let (http, url) = (
-            stack.http.clone(),
-            stack.url(&format!("/v1/introspection/{uuid}")),
-        );
-        starts.spawn(async move { http.post(url).send().await.map(|r| r.status().as_u16()) });
-    }
-    while let Some(code) = starts.join_next().await {
-        assert_eq!(code??, 202);
+    for code in stack.introspect_all(nodes[..FLIGHT].iter().map(|n| &n.0)).await? {
+        assert_eq!(code, 202);
     }
     let waiting = eventually("most nodes waiting", Duration::from_secs(20), async || {
         let mut n = 0;
