@@ -15,7 +15,7 @@ use crate::events::EventBus;
 use crate::firewall::{Firewall, FirewallSettings};
 use crate::hooks::{HookChain, HookSettings, UnknownHook};
 use crate::introspection::{Introspector, Lifecycle, StartSettings};
-use crate::ironic::{IronicClient, IronicError, RetryPolicy};
+use crate::ironic::{IronicClient, IronicError, IronicErrorKind, RetryPolicy};
 use crate::keystone::{KeystoneError, Session, SessionTokens};
 use crate::metrics::Metrics;
 use crate::periodic::{self, PeriodicSettings};
@@ -104,7 +104,7 @@ impl App {
             },
         )?;
         let metrics = Metrics::new();
-        let ironic = ironic.with_metrics(metrics.clone());
+        let ironic = ironic.with_observer(Arc::new(metrics.clone()));
         let bus = EventBus::new();
         let tasks = Tasks::new(shutdown);
         metrics.count_events(&bus, tasks.stopping());
@@ -126,6 +126,7 @@ impl App {
                 timeout: config.timeout,
                 power_poll: timings.power_poll,
                 report_hold: timings.report_hold,
+                report_retry_budget: config.ironic_report_retry_budget,
             },
             tasks.clone(),
         );
@@ -195,6 +196,9 @@ pub async fn ironic_client(
         RetryPolicy {
             conflict_attempts: config.ironic_conflict_retries,
             conflict_period: config.ironic_conflict_retry_period,
+            budget: config.ironic_retry_budget,
+            backoff: config.ironic_retry_backoff,
+            max_backoff: config.ironic_retry_max_backoff,
         },
     )
     .map_err(|source| StartupError::Ironic {
@@ -309,7 +313,7 @@ async fn check_ironic(ironic: &IronicClient, config: &Config) -> Result<(), Star
                 return Ok(());
             }
             // Too old an Ironic will not get newer by waiting.
-            Err(e @ IronicError::Rejected { .. }) => {
+            Err(e) if matches!(e.kind, IronicErrorKind::Rejected { .. }) => {
                 return Err(StartupError::Ironic {
                     url: ironic.base_url().to_owned(),
                     attempts: attempt,
@@ -328,6 +332,12 @@ async fn check_ironic(ironic: &IronicClient, config: &Config) -> Result<(), Star
     Err(StartupError::Ironic {
         url: ironic.base_url().to_owned(),
         attempts,
-        source: last.unwrap_or_else(|| IronicError::Unavailable("no attempt made".into())),
+        source: last.unwrap_or_else(|| {
+            IronicError::new(
+                "GET",
+                "/v1",
+                IronicErrorKind::Protocol("no attempt made".into()),
+            )
+        }),
     })
 }

@@ -139,6 +139,17 @@ pub struct Config {
     pub json_logs: bool,
     /// Serve `/metrics` without authentication.
     pub metrics_public: bool,
+
+    // --- Ironic retries (issue 18; docs/ironic-client.md) ---
+    /// Time a background call (start, finish) may spend retrying
+    /// transient Ironic failures; 0: one try.
+    pub ironic_retry_budget: Duration,
+    /// The same for all the Ironic calls of one ramdisk report, which the
+    /// ramdisk waits for; past it the report is answered 503.
+    pub ironic_report_retry_budget: Duration,
+    /// First pause between tries, doubled up to `ironic_retry_max_backoff`.
+    pub ironic_retry_backoff: Duration,
+    pub ironic_retry_max_backoff: Duration,
 }
 
 impl Config {
@@ -209,6 +220,13 @@ impl Config {
             max_body_size: max_body_size(s)?,
             json_logs: s.boolean("json_logs", false)?,
             metrics_public: s.boolean("metrics_public", false)?,
+            // --- Ironic retries (issue 18) ---
+            ironic_retry_budget: Duration::from_secs_f64(s.seconds("ironic_retry_budget", 120.0)?.min(1e9)),
+            ironic_report_retry_budget: Duration::from_secs_f64(
+                s.seconds("ironic_report_retry_budget", 10.0)?.min(1e9),
+            ),
+            ironic_retry_backoff: positive(s, "ironic_retry_backoff", 0.5)?,
+            ironic_retry_max_backoff: positive(s, "ironic_retry_max_backoff", 15.0)?,
         };
         // `authenticate` is read inside auth_strategy(); everything else
         // present in the section must have been asked for by now.

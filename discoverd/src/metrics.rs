@@ -20,6 +20,7 @@ use prometheus_client::registry::Registry;
 
 use crate::domain::State;
 use crate::events::EventBus;
+use crate::ironic::{CallObserver, CallRecord};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabel {
@@ -123,7 +124,7 @@ impl Metrics {
         }
     }
 
-    /// Records one Ironic call.
+    /// Records one Ironic request.
     pub fn ironic_call(&self, call: &str, took: Duration, ok: bool) {
         let label = CallLabel {
             call: call.to_owned(),
@@ -193,6 +194,14 @@ impl Metrics {
             out.clear();
         }
         out
+    }
+}
+
+/// The Ironic client reports every request here (wired in `app.rs`):
+/// latency and failures by call, every try counted (retries included).
+impl CallObserver for Metrics {
+    fn observe(&self, r: &CallRecord<'_>) {
+        self.ironic_call(r.call, r.took, r.outcome.is_success());
     }
 }
 

@@ -440,7 +440,8 @@ async fn failures_are_recorded_on_the_status() -> anyhow::Result<()> {
     e.fake.inject(
         Method::PUT,
         &format!("/v1/nodes/{NODE}/states/power"),
-        Fault::Status(500),
+        // A permanent refusal: a 5xx would be retried (ironic_retries.rs).
+        Fault::Status(400),
         1,
     );
     post_start(&e, NODE).await?;

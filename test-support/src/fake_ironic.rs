@@ -27,6 +27,11 @@ pub enum Fault {
     BadJson,
     /// Send a 200 header and part of a body, then drop the connection.
     Close,
+    /// Carry the request out, then drop the connection mid-answer (the
+    /// answer is lost although the change was made).
+    CloseAfter,
+    /// Answer 429 with `Retry-After` of this many seconds.
+    Throttle(u64),
 }
 
 /// One recorded request.
@@ -225,6 +230,26 @@ async fn record_and_inject(
                 .into_response();
         }
         Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
+        Some(Fault::Throttle(secs)) => {
+            let mut r = ironic_error(StatusCode::TOO_MANY_REQUESTS, "injected throttling");
+            r.headers_mut()
+                .insert("retry-after", axum::http::HeaderValue::from(secs));
+            return r;
+        }
+        Some(Fault::CloseAfter) => {
+            let _ = next
+                .run(axum::extract::Request::from_parts(
+                    parts,
+                    axum::body::Body::from(bytes),
+                ))
+                .await;
+            return (
+                StatusCode::OK,
+                [("content-type", "application/json")],
+                axum::body::Body::new(Truncated(false)),
+            )
+                .into_response();
+        }
         None => {}
     }
     next.run(axum::extract::Request::from_parts(
@@ -362,7 +387,14 @@ async fn all_ports(
     uri: Uri,
     headers: axum::http::HeaderMap,
 ) -> Response {
-    let ports = lock(&s).ports.values().cloned().collect();
+    // Ironic's `?address=` filter (one MAC, any case).
+    let address = q.get("address").map(|a| a.to_lowercase());
+    let ports = lock(&s)
+        .ports
+        .values()
+        .filter(|p| address.as_deref().is_none_or(|a| p["address"].as_str() == Some(a)))
+        .cloned()
+        .collect();
     let host = headers
         .get("host")
         .and_then(|h| h.to_str().ok())

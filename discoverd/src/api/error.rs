@@ -120,8 +120,10 @@ impl From<ProcessError> for ApiError {
             ProcessError::StillStarting { .. } => ApiError::unavailable(e.to_string()),
             ProcessError::Busy { .. } => ApiError::new(StatusCode::CONFLICT, e.to_string()),
             ProcessError::NotInIronic { .. } => ApiError::not_found(e.to_string()),
-            ProcessError::IronicGet { .. } => ApiError::unavailable(e.to_string()),
-            ProcessError::Ironic { .. } => ApiError::bad_request(e.to_string()),
+            // The node waits again: the ramdisk's retry can succeed.
+            _ if e.is_transient() => ApiError::unavailable(e.to_string()),
+            // The node failed; its status carries the same message.
+            ProcessError::IronicGet { .. } | ProcessError::Ironic { .. } => ApiError::bad_request(e.to_string()),
         }
     }
 }

@@ -109,6 +109,9 @@ pub enum Transition {
     AbortEnd,
     /// Stored data is processed again.
     Reapply,
+    /// A report could not be written to Ironic for a transient reason
+    /// (its retry budget spent): the node waits for the ramdisk's retry.
+    Requeue,
 }
 
 impl Transition {
@@ -123,6 +126,7 @@ impl Transition {
             Transition::Abort => "abort",
             Transition::AbortEnd => "abort_end",
             Transition::Reapply => "reapply",
+            Transition::Requeue => "requeue",
         }
     }
 }
@@ -145,6 +149,7 @@ pub fn next(from: Option<State>, event: Transition) -> Result<State, IllegalTran
         (Some(Starting), T::Wait) => Some(Waiting),
         (Some(Waiting | Enrolling), T::Process) => Some(Processing),
         (Some(Processing | Reapplying), T::Finish) => Some(Finished),
+        (Some(Processing), T::Requeue) => Some(Waiting),
         (Some(Waiting), T::Abort) => Some(Aborting),
         (Some(Aborting), T::AbortEnd | T::Timeout) => Some(Error),
         (Some(Finished | Error), T::Reapply) => Some(Reapplying),
@@ -161,7 +166,7 @@ mod tests {
     use State::*;
     use Transition as T;
 
-    const EVENTS: [Transition; 9] = [
+    const EVENTS: [Transition; 10] = [
         T::Start,
         T::Wait,
         T::Process,
@@ -171,6 +176,7 @@ mod tests {
         T::Abort,
         T::AbortEnd,
         T::Reapply,
+        T::Requeue,
     ];
 
     /// Every legal move, written out; anything not here must be refused.
@@ -183,6 +189,7 @@ mod tests {
         (Some(Waiting), T::Process, Processing),
         (Some(Enrolling), T::Process, Processing),
         (Some(Processing), T::Finish, Finished),
+        (Some(Processing), T::Requeue, Waiting),
         (Some(Reapplying), T::Finish, Finished),
         (Some(Waiting), T::Abort, Aborting),
         (Some(Aborting), T::AbortEnd, Error),
@@ -220,7 +227,7 @@ mod tests {
                 checked += 1;
             }
         }
-        assert_eq!(checked, 9 * 9);
+        assert_eq!(checked, 9 * EVENTS.len());
     }
 
     #[test]

@@ -79,8 +79,8 @@ pub enum StartError {
 
 fn ironic_error(node: &NodeRef, e: IronicError) -> StartError {
     match e {
-        IronicError::NotFound(_) => StartError::NodeNotFound(node.clone()),
-        e if e.is_retryable() => StartError::IronicUnavailable {
+        e if e.is_not_found() => StartError::NodeNotFound(node.clone()),
+        e if e.is_transient() => StartError::IronicUnavailable {
             node: node.clone(),
             source: e,
         },

@@ -1,10 +1,17 @@
 //! Talking to Ironic: typed resources ([`model`]) and, built on them, the
-//! REST client.
+//! REST client, its retry rules ([`retry`]), its errors ([`error`]) and
+//! the observer every request is reported to ([`observer`]).
 
 pub mod client;
+pub mod error;
 pub mod model;
+pub mod observer;
+pub mod retry;
 
-pub use client::{IronicClient, IronicError, RetryPolicy};
+pub use client::IronicClient;
+pub use error::{IronicError, IronicErrorKind};
+pub use observer::{CallObserver, CallOutcome, CallRecord};
+pub use retry::{RetryPolicy, within_budget};
 pub use model::{InterfaceValidation, Node, PatchOp, Port};
 
 use std::fmt::Debug;

@@ -40,3 +40,14 @@ pub enum ProcessError {
         source: IronicError,
     },
 }
+
+impl ProcessError {
+    /// Ironic failed transiently until the report's retry budget was
+    /// spent: the node waits again and the ramdisk should retry.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ProcessError::IronicGet { source, .. } | ProcessError::Ironic { source, .. } => source.is_transient(),
+            _ => false,
+        }
+    }
+}

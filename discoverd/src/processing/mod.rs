@@ -21,7 +21,7 @@ use tracing::Instrument;
 use crate::domain::{NodeId, State, Transition};
 use crate::hooks::{HookChain, HookContext};
 use crate::introspection::{Lifecycle, MoveError, Outcome, ipmi_option, ipmi_reply};
-use crate::ironic::{IronicClient, IronicError, Node, Port};
+use crate::ironic::{IronicClient, IronicError, Node, Port, within_budget};
 use crate::store::{LookupKey, Status, StoreError};
 use crate::tasks::Tasks;
 
@@ -36,6 +36,11 @@ pub struct ProcessSettings {
     /// How long a report for a node whose start has not yet sent its
     /// reboot is held before it is answered 503 (the ramdisk retries).
     pub report_hold: Duration,
+    /// Time all the Ironic calls of one report may spend retrying
+    /// transient failures; past it the node goes back to `waiting` and
+    /// the report is answered 503 (the ramdisk retries). Shorter than the
+    /// background flows' budget: the ramdisk is waiting for the answer.
+    pub report_retry_budget: Duration,
 }
 
 impl Default for ProcessSettings {
@@ -44,6 +49,7 @@ impl Default for ProcessSettings {
             timeout: Some(Duration::from_secs(3600)),
             power_poll: Duration::from_secs(5),
             report_hold: Duration::from_secs(30),
+            report_retry_budget: Duration::from_secs(10),
         }
     }
 }
@@ -119,8 +125,10 @@ impl Processor {
                     },
                     MoveError::Store(s) => ProcessError::Store(s),
                 })?;
-            match self.update(node, &data).await {
+            let budget = self.settings.report_retry_budget;
+            match within_budget(budget, self.update(node, &data)).await {
                 Ok(reply) => Ok(reply),
+                Err(e) if e.is_transient() => Err(self.requeue(node, e).await),
                 Err(e) => {
                     let _ = self.lifecycle.finish(node, Outcome::Failed(e.to_string())).await;
                     Err(e)
@@ -129,6 +137,28 @@ impl Processor {
         }
         .instrument(span)
         .await
+    }
+
+    /// Ironic kept failing transiently until the report's budget was
+    /// spent: the node goes back to `waiting` so the ramdisk's retry is
+    /// processed (every step of [`Self::update`] is safe to repeat), and
+    /// the report is answered 503.
+    async fn requeue(&self, node: NodeId, e: ProcessError) -> ProcessError {
+        tracing::warn!("report not processed, the node waits for the ramdisk's retry: {e}");
+        match self
+            .lifecycle
+            .advance(node, State::Processing, Transition::Requeue)
+            .await
+        {
+            Ok(_) => e,
+            // The node left `processing` meanwhile (timed out, aborted):
+            // the retry will be told so; fail it if it is still ours.
+            Err(m) => {
+                tracing::warn!("node {node} could not go back to waiting: {m}");
+                let _ = self.lifecycle.finish(node, Outcome::Failed(e.to_string())).await;
+                e
+            }
+        }
     }
 
     /// A report for a node still `starting` (its reboot not yet sent) is
@@ -173,7 +203,7 @@ impl Processor {
         };
         let node = match self.ironic.get_node(&uuid).await {
             Ok(n) => n,
-            Err(IronicError::NotFound(_)) => return Err(ProcessError::NotInIronic { node: id }),
+            Err(e) if e.is_not_found() => return Err(ProcessError::NotInIronic { node: id }),
             Err(source) => return Err(ProcessError::IronicGet { node: id, source }),
         };
         let ports = self.ports(id, &node, data).await?;
@@ -245,7 +275,7 @@ impl Processor {
             match self.ironic.create_port(&node.uuid, &mac).await {
                 Ok(port) => ports.push(port),
                 // Another node's port, or created meanwhile: 1.0 skips it.
-                Err(IronicError::Conflict(m)) => tracing::info!(%mac, "port already exists, skipping: {m}"),
+                Err(e) if e.is_conflict() => tracing::info!(%mac, "port already exists, skipping: {e}"),
                 Err(e) => return Err(fail("create a port")(e)),
             }
         }
