@@ -333,11 +333,7 @@ async fn check_ironic(ironic: &IronicClient, config: &Config) -> Result<(), Star
         url: ironic.base_url().to_owned(),
         attempts,
         source: last.unwrap_or_else(|| {
-            IronicError::new(
-                "GET",
-                "/v1",
-                IronicErrorKind::Protocol("no attempt made".into()),
-            )
+            IronicError::new("GET", "/v1", IronicErrorKind::Protocol("no attempt made".into()))
         }),
     })
 }

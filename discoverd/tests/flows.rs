@@ -645,10 +645,19 @@ async fn metrics_move_after_an_introspection_and_health_endpoints_answer() -> an
     call(&e.router, Method::POST, "/v1/continue", Some(&body)).await?;
     call(&e.router, Method::POST, "/v1/continue", Some(b"[]")).await?;
     wait_status(&e, NODE, |v| v["finished"] == true).await?;
-    let req = Request::builder().uri("/metrics").body(Body::empty())?;
-    let resp = e.router.clone().oneshot(req).await?;
-    assert_eq!(resp.status(), StatusCode::OK);
-    let text = String::from_utf8(axum::body::to_bytes(resp.into_body(), 1 << 20).await?.to_vec())?;
+    // The counters follow the event bus asynchronously: the status can
+    // show the ending a moment before they do (a liveness bound).
+    let mut text = String::new();
+    for _ in 0..500 {
+        let req = Request::builder().uri("/metrics").body(Body::empty())?;
+        let resp = e.router.clone().oneshot(req).await?;
+        assert_eq!(resp.status(), StatusCode::OK);
+        text = String::from_utf8(axum::body::to_bytes(resp.into_body(), 1 << 20).await?.to_vec())?;
+        if text.contains("ironic_discoverd_introspections_finished_total 1") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     for line in [
         "ironic_discoverd_introspections_started_total 1",
         "ironic_discoverd_introspections_finished_total 1",

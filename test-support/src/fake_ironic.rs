@@ -47,7 +47,8 @@ struct Inner {
     nodes: BTreeMap<String, Value>,
     ports: BTreeMap<String, Value>,
     calls: Vec<Call>,
-    faults: Vec<(Method, String, Fault, usize)>,
+    /// (method, path or prefix, fault, times left, whole path only).
+    faults: Vec<(Method, String, Fault, usize, bool)>,
     next_port: u64,
 }
 
@@ -167,7 +168,20 @@ impl FakeIronic {
     pub fn inject(&self, method: Method, path_prefix: &str, fault: Fault, times: usize) {
         lock(&self.inner)
             .faults
-            .push((method, path_prefix.to_owned(), fault, times));
+            .push((method, path_prefix.to_owned(), fault, times, false));
+    }
+
+    /// Like [`Self::inject`], for requests to exactly `path` (the query
+    /// string aside): `/v1/nodes/X` then misses `/v1/nodes/X/ports`.
+    pub fn inject_exact(&self, method: Method, path: &str, fault: Fault, times: usize) {
+        lock(&self.inner)
+            .faults
+            .push((method, path.to_owned(), fault, times, true));
+    }
+
+    /// Forgets every injected fault not yet used up.
+    pub fn clear_faults(&self) {
+        lock(&self.inner).faults.clear();
     }
 
     /// Edits a node in place (e.g. to put it in maintenance).
@@ -206,11 +220,16 @@ async fn record_and_inject(
             path: path.clone(),
             body: serde_json::from_slice(&bytes).ok(),
         });
-        let hit = g
-            .faults
-            .iter_mut()
-            .find(|(m, p, _, n)| *m == method && path.starts_with(p.as_str()) && *n > 0);
-        hit.map(|(_, _, f, n)| {
+        let hit = g.faults.iter_mut().find(|(m, p, _, n, exact)| {
+            *m == method
+                && *n > 0
+                && if *exact {
+                    path == *p
+                } else {
+                    path.starts_with(p.as_str())
+                }
+        });
+        hit.map(|(_, _, f, n, _)| {
             *n -= 1;
             f.clone()
         })
@@ -392,7 +411,11 @@ async fn all_ports(
     let ports = lock(&s)
         .ports
         .values()
-        .filter(|p| address.as_deref().is_none_or(|a| p["address"].as_str() == Some(a)))
+        .filter(|p| {
+            address
+                .as_deref()
+                .is_none_or(|a| p["address"].as_str() == Some(a))
+        })
         .cloned()
         .collect();
     let host = headers

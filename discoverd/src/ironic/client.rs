@@ -265,13 +265,20 @@ impl IronicClient {
                 }
                 Try::TimedOut => {
                     budget.maybe_applied |= !req.idempotent();
-                    (format!("no answer within {:.1} s", timeout.as_secs_f64()), None, false)
+                    (
+                        format!("no answer within {:.1} s", timeout.as_secs_f64()),
+                        None,
+                        false,
+                    )
                 }
                 Try::Fatal(kind) => return Err(req.err(kind)),
             };
-            if budget.maybe_applied && req.method == Method::PATCH && !req.body.is_some_and(|b| {
-                serde_json::from_value::<Vec<PatchOp>>(b.clone()).is_ok_and(|ops| patch_repeatable(&ops))
-            }) {
+            if budget.maybe_applied
+                && req.method == Method::PATCH
+                && !req.body.is_some_and(|b| {
+                    serde_json::from_value::<Vec<PatchOp>>(b.clone()).is_ok_and(|ops| patch_repeatable(&ops))
+                })
+            {
                 return Err(req.err(Kind::OutcomeUnknown(last)));
             }
             let Some(pause) = budget.pause(&self.retry, conflict, asked) else {
@@ -281,7 +288,13 @@ impl IronicClient {
                     last,
                 }));
             };
-            tracing::debug!(call = req.call, path = req.path, attempt = budget.attempts, ?pause, "Ironic call failed ({last}), retrying");
+            tracing::debug!(
+                call = req.call,
+                path = req.path,
+                attempt = budget.attempts,
+                ?pause,
+                "Ironic call failed ({last}), retrying"
+            );
             tokio::time::sleep(pause).await;
         }
     }
@@ -418,7 +431,10 @@ impl IronicClient {
             Err(e) if budget.maybe_applied && matches!(e.kind, Kind::Rejected { status: 400, .. }) => {
                 match self.json::<Value>(&get(req.call, req.path, req.template)).await {
                     Ok(current) if patch_applied(&current, ops) => {
-                        tracing::info!(path = req.path, "a repeated PATCH was refused, but the first one had been applied");
+                        tracing::info!(
+                            path = req.path,
+                            "a repeated PATCH was refused, but the first one had been applied"
+                        );
                         Ok(current)
                     }
                     _ => Err(e),
@@ -431,7 +447,8 @@ impl IronicClient {
     /// `PATCH /v1/nodes/{uuid}`; returns the updated node.
     pub async fn patch_node(&self, uuid: &str, ops: &[PatchOp]) -> Result<Node, IronicError> {
         let path = format!("/v1/nodes/{uuid}");
-        let body = serde_json::to_value(ops).map_err(|e| IronicError::new("PATCH", &path, Kind::Protocol(e.to_string())))?;
+        let body = serde_json::to_value(ops)
+            .map_err(|e| IronicError::new("PATCH", &path, Kind::Protocol(e.to_string())))?;
         let req = Req {
             call: "patch_node",
             method: Method::PATCH,
@@ -446,7 +463,8 @@ impl IronicClient {
     /// `PATCH /v1/ports/{uuid}`.
     pub async fn patch_port(&self, uuid: &str, ops: &[PatchOp]) -> Result<Port, IronicError> {
         let path = format!("/v1/ports/{uuid}");
-        let body = serde_json::to_value(ops).map_err(|e| IronicError::new("PATCH", &path, Kind::Protocol(e.to_string())))?;
+        let body = serde_json::to_value(ops)
+            .map_err(|e| IronicError::new("PATCH", &path, Kind::Protocol(e.to_string())))?;
         let req = Req {
             call: "patch_port",
             method: Method::PATCH,
@@ -476,7 +494,8 @@ impl IronicClient {
         loop {
             let conflict = match self.retrying(&req, &mut budget, true).await {
                 Ok(bytes) => {
-                    return serde_json::from_slice(&bytes).map_err(|e| req.err(Kind::Protocol(e.to_string())));
+                    return serde_json::from_slice(&bytes)
+                        .map_err(|e| req.err(Kind::Protocol(e.to_string())));
                 }
                 Err(e) if e.is_conflict() => e,
                 Err(e) => return Err(e),
@@ -506,7 +525,13 @@ impl IronicClient {
     }
 
     /// A PUT whose answer we do not read (repeating it is harmless).
-    async fn put(&self, call: &'static str, path: &str, template: &'static str, body: Value) -> Result<(), IronicError> {
+    async fn put(
+        &self,
+        call: &'static str,
+        path: &str,
+        template: &'static str,
+        body: Value,
+    ) -> Result<(), IronicError> {
         self.call(&Req {
             call,
             method: Method::PUT,
@@ -580,7 +605,6 @@ fn get<'a>(call: &'static str, path: &'a str, template: &'static str) -> Req<'a>
         body: None,
     }
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -10,9 +10,9 @@ pub mod retry;
 
 pub use client::IronicClient;
 pub use error::{IronicError, IronicErrorKind};
+pub use model::{InterfaceValidation, Node, PatchOp, Port};
 pub use observer::{CallObserver, CallOutcome, CallRecord};
 pub use retry::{RetryPolicy, within_budget};
-pub use model::{InterfaceValidation, Node, PatchOp, Port};
 
 use std::fmt::Debug;
 use std::future::Future;

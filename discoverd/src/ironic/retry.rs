@@ -67,7 +67,10 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         return Some(Duration::from_secs(secs));
     }
     let when = httpdate::parse_http_date(v).ok()?;
-    Some(when.duration_since(std::time::SystemTime::now()).unwrap_or_default())
+    Some(
+        when.duration_since(std::time::SystemTime::now())
+            .unwrap_or_default(),
+    )
 }
 
 /// The state of one call's retries.
@@ -156,10 +159,16 @@ mod tests {
     #[test]
     fn transient_statuses() {
         for s in [408, 409, 429, 500, 502, 503, 504] {
-            assert!(transient_status(StatusCode::from_u16(s).unwrap_or_default()), "{s}");
+            assert!(
+                transient_status(StatusCode::from_u16(s).unwrap_or_default()),
+                "{s}"
+            );
         }
         for s in [400, 401, 403, 404, 406, 413] {
-            assert!(!transient_status(StatusCode::from_u16(s).unwrap_or_default()), "{s}");
+            assert!(
+                !transient_status(StatusCode::from_u16(s).unwrap_or_default()),
+                "{s}"
+            );
         }
     }
 
@@ -172,7 +181,14 @@ mod tests {
             b.attempts += 1;
             seen.push(b.pause(&p, false, None).unwrap_or_default());
         }
-        let bounds = [(50, 100), (100, 200), (200, 400), (200, 400), (200, 400), (200, 400)];
+        let bounds = [
+            (50, 100),
+            (100, 200),
+            (200, 400),
+            (200, 400),
+            (200, 400),
+            (200, 400),
+        ];
         for (pause, (lo, hi)) in seen.iter().zip(bounds) {
             assert!(
                 *pause >= Duration::from_millis(lo) && *pause <= Duration::from_millis(hi),
@@ -194,7 +210,10 @@ mod tests {
         // A deadline shorter than the policy's budget wins.
         let b = Budget::new(&p, Some(Instant::now()));
         assert_eq!(b.pause(&p, false, None), None);
-        assert_eq!(b.attempt_timeout(Duration::from_secs(30)), Duration::from_secs(30));
+        assert_eq!(
+            b.attempt_timeout(Duration::from_secs(30)),
+            Duration::from_secs(30)
+        );
     }
 
     #[test]
@@ -205,6 +224,9 @@ mod tests {
         let later = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(30));
         h.insert(RETRY_AFTER, later.parse().unwrap_or_else(|_| unreachable!()));
         let d = retry_after(&h).unwrap_or_default();
-        assert!(d > Duration::from_secs(25) && d <= Duration::from_secs(30), "{d:?}");
+        assert!(
+            d > Duration::from_secs(25) && d <= Duration::from_secs(30),
+            "{d:?}"
+        );
     }
 }

@@ -46,7 +46,9 @@ impl ProcessError {
     /// spent: the node waits again and the ramdisk should retry.
     pub fn is_transient(&self) -> bool {
         match self {
-            ProcessError::IronicGet { source, .. } | ProcessError::Ironic { source, .. } => source.is_transient(),
+            ProcessError::IronicGet { source, .. } | ProcessError::Ironic { source, .. } => {
+                source.is_transient()
+            }
             _ => false,
         }
     }
