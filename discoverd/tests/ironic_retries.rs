@@ -360,3 +360,34 @@ async fn retry_after_is_honoured() -> anyhow::Result<()> {
     assert_eq!(fake.calls_to("GET", &format!("/v1/nodes/{NODE}")).len(), 2);
     Ok(())
 }
+
+/// `create_port` whose answer was lost returns the port it created; a
+/// MAC that belongs to another node's port stays a conflict; a 409 with
+/// no such port (a lock) is retried.
+#[tokio::test]
+async fn port_creation_is_idempotent() -> anyhow::Result<()> {
+    const OTHER: &str = "1be26c0b-03f2-4d2e-ae87-c02d7f33c123";
+    let fake = FakeIronic::start().await?;
+    let t = test_support::TestApp::new(&fake.url(), SETTINGS).await?;
+    fake.add_node(NODE, "1.2.3.4");
+    fake.add_node(OTHER, "1.2.3.5");
+    fake.inject(Method::POST, "/v1/ports", Fault::CloseAfter, 1);
+    let port = t.app.ironic.create_port(NODE, MAC).await?;
+    assert_eq!(
+        (port.node_uuid.as_deref(), port.address.as_str()),
+        (Some(NODE), MAC)
+    );
+    let theirs = t.app.ironic.create_port(OTHER, MAC).await;
+    assert!(theirs.as_ref().is_err_and(|e| e.is_conflict()), "{theirs:?}");
+    fake.inject(Method::POST, "/v1/ports", Fault::Status(409), 2);
+    let port = t.app.ironic.create_port(NODE, "52:54:00:00:00:02").await?;
+    assert_eq!(port.node_uuid.as_deref(), Some(NODE));
+    assert_eq!(fake.ports().len(), 2);
+    // Every try went through the observer (the metrics): lost answer and
+    // replay, the other node's, two locks and the success.
+    let posts = fake.calls_to("POST", "/v1/ports").len();
+    assert_eq!(posts, 6);
+    let line = format!("ironic_discoverd_ironic_call_seconds_count{{call=\"create_port\"}} {posts}");
+    assert!(t.app.metrics.render().contains(&line), "{line}");
+    Ok(())
+}

@@ -86,3 +86,28 @@ fn the_check_sees_what_it_must() {
         0
     );
 }
+
+/// The Ironic client reports through its `CallObserver`; it knows no
+/// metrics type (issue 12).
+#[test]
+fn the_ironic_client_does_not_import_the_metrics() -> std::io::Result<()> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/ironic");
+    let mut files = Vec::new();
+    rust_files(&dir, &mut files)?;
+    assert!(
+        files.len() >= 3,
+        "only {} files in {}",
+        files.len(),
+        dir.display()
+    );
+    for f in &files {
+        let text = std::fs::read_to_string(f)?;
+        let bad: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("//"))
+            .filter(|l| l.contains("crate::metrics") || l.contains("metrics::Metrics"))
+            .collect();
+        assert!(bad.is_empty(), "{}: {bad:?}", f.display());
+    }
+    Ok(())
+}
