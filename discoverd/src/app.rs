@@ -115,6 +115,7 @@ impl App {
             StartSettings {
                 enable_setting_ipmi_credentials: config.enable_setting_ipmi_credentials,
                 timeout_secs: config.timeout_secs(),
+                request_retry_budget: config.ironic_request_retry_budget,
             },
             tasks.clone(),
         );
@@ -126,7 +127,7 @@ impl App {
                 timeout: config.timeout,
                 power_poll: timings.power_poll,
                 report_hold: timings.report_hold,
-                report_retry_budget: config.ironic_report_retry_budget,
+                request_retry_budget: config.ironic_request_retry_budget,
             },
             tasks.clone(),
         );

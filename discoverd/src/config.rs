@@ -144,9 +144,10 @@ pub struct Config {
     /// Time a background call (start, finish) may spend retrying
     /// transient Ironic failures; 0: one try.
     pub ironic_retry_budget: Duration,
-    /// The same for all the Ironic calls of one ramdisk report, which the
-    /// ramdisk waits for; past it the report is answered 503.
-    pub ironic_report_retry_budget: Duration,
+    /// The same for the Ironic calls made while an HTTP client waits: all
+    /// those of one ramdisk report (past it the node waits again and the
+    /// report is answered 503), and the checks of a start (503).
+    pub ironic_request_retry_budget: Duration,
     /// First pause between tries, doubled up to `ironic_retry_max_backoff`.
     pub ironic_retry_backoff: Duration,
     pub ironic_retry_max_backoff: Duration,
@@ -222,8 +223,8 @@ impl Config {
             metrics_public: s.boolean("metrics_public", false)?,
             // --- Ironic retries (issue 18) ---
             ironic_retry_budget: Duration::from_secs_f64(s.seconds("ironic_retry_budget", 120.0)?.min(1e9)),
-            ironic_report_retry_budget: Duration::from_secs_f64(
-                s.seconds("ironic_report_retry_budget", 10.0)?.min(1e9),
+            ironic_request_retry_budget: Duration::from_secs_f64(
+                s.seconds("ironic_request_retry_budget", 10.0)?.min(1e9),
             ),
             ironic_retry_backoff: positive(s, "ironic_retry_backoff", 0.5)?,
             ironic_retry_max_backoff: positive(s, "ironic_retry_max_backoff", 15.0)?,

@@ -21,7 +21,7 @@ const NODE: &str = "e9d2a3c0-35a1-4d3c-8a8f-4a6a3b2f0d11";
 const MAC: &str = "11:22:33:44:55:66";
 
 /// Short budgets so a spent one takes about a second.
-const SETTINGS: &str = "ironic_timeout = 0.3\nironic_retry_backoff = 0.01\nironic_retry_max_backoff = 0.05\nironic_retry_budget = 1.5\nironic_report_retry_budget = 1";
+const SETTINGS: &str = "ironic_timeout = 0.3\nironic_retry_backoff = 0.01\nironic_retry_max_backoff = 0.05\nironic_retry_budget = 1.5\nironic_request_retry_budget = 1";
 
 struct Env {
     fake: FakeIronic,

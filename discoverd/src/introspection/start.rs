@@ -11,7 +11,7 @@ use tracing::Instrument;
 
 use super::{Introspector, MoveError, Outcome};
 use crate::domain::{NodeId, NodeRef, State, Transition};
-use crate::ironic::{IronicError, Node, PatchOp};
+use crate::ironic::{IronicError, Node, PatchOp, within_budget};
 use crate::store::{NewIntrospection, Options, StoreError};
 
 /// Provision states a node may be introspected in (1.0, plus 1.1's
@@ -35,6 +35,10 @@ pub struct StartSettings {
     pub enable_setting_ipmi_credentials: bool,
     /// Seconds, for the log line of a manual power-on.
     pub timeout_secs: f64,
+    /// Time the Ironic calls made while the client waits may spend
+    /// retrying (`ironic_request_retry_budget`); the background steps
+    /// have the client's own, longer budget. Zero: one try per call.
+    pub request_retry_budget: std::time::Duration,
 }
 
 /// Why a start was refused. Nothing was recorded.
@@ -95,6 +99,14 @@ impl Introspector {
     /// The synchronous part: on success the node is recorded as `starting`
     /// and the background part runs.
     pub async fn start(&self, node_ref: &NodeRef, opts: StartOptions) -> Result<NodeId, StartError> {
+        within_budget(
+            self.settings.request_retry_budget,
+            self.start_checked(node_ref, opts),
+        )
+        .await
+    }
+
+    async fn start_checked(&self, node_ref: &NodeRef, opts: StartOptions) -> Result<NodeId, StartError> {
         let key = node_ref.to_string();
         let node = self
             .ironic

@@ -40,7 +40,7 @@ pub struct ProcessSettings {
     /// transient failures; past it the node goes back to `waiting` and
     /// the report is answered 503 (the ramdisk retries). Shorter than the
     /// background flows' budget: the ramdisk is waiting for the answer.
-    pub report_retry_budget: Duration,
+    pub request_retry_budget: Duration,
 }
 
 impl Default for ProcessSettings {
@@ -49,7 +49,7 @@ impl Default for ProcessSettings {
             timeout: Some(Duration::from_secs(3600)),
             power_poll: Duration::from_secs(5),
             report_hold: Duration::from_secs(30),
-            report_retry_budget: Duration::from_secs(10),
+            request_retry_budget: Duration::from_secs(10),
         }
     }
 }
@@ -125,7 +125,7 @@ impl Processor {
                     },
                     MoveError::Store(s) => ProcessError::Store(s),
                 })?;
-            let budget = self.settings.report_retry_budget;
+            let budget = self.settings.request_retry_budget;
             match within_budget(budget, self.update(node, &data)).await {
                 Ok(reply) => Ok(reply),
                 Err(e) if e.is_transient() => Err(self.requeue(node, e).await),
