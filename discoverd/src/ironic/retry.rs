@@ -107,18 +107,6 @@ impl Budget {
         self.started.elapsed()
     }
 
-    /// The timeout of the next try: the call timeout, but never past the
-    /// budget (a hang must not outlive it); a spent or zero budget still
-    /// allows one full try.
-    pub fn attempt_timeout(&self, call_timeout: Duration) -> Duration {
-        let left = self.until.saturating_duration_since(Instant::now());
-        if self.attempts == 0 && left.is_zero() {
-            call_timeout
-        } else {
-            call_timeout.min(left.max(Duration::from_millis(100)))
-        }
-    }
-
     /// The pause before the next try, or `None` when the budget does not
     /// allow one. `asked` is the server's `Retry-After`.
     pub fn pause(&self, policy: &RetryPolicy, conflict: bool, asked: Option<Duration>) -> Option<Duration> {
@@ -210,10 +198,6 @@ mod tests {
         // A deadline shorter than the policy's budget wins.
         let b = Budget::new(&p, Some(Instant::now()));
         assert_eq!(b.pause(&p, false, None), None);
-        assert_eq!(
-            b.attempt_timeout(Duration::from_secs(30)),
-            Duration::from_secs(30)
-        );
     }
 
     #[test]

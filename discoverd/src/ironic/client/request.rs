@@ -131,7 +131,10 @@ impl IronicClient {
     ) -> Result<Vec<u8>, IronicError> {
         let mut reauth = false;
         loop {
-            let timeout = budget.attempt_timeout(self.timeout);
+            // A try is never cut short by the budget: a slow Ironic is not
+            // a failing one (cutting it turned load into failures). The
+            // budget decides whether another try starts.
+            let timeout = self.timeout;
             budget.attempts += 1;
             let began = Instant::now();
             let tried = match tokio::time::timeout(timeout, self.once(req)).await {
