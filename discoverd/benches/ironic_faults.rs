@@ -144,7 +144,7 @@ async fn status(http: &reqwest::Client, base: &str, uuid: &str) -> Value {
 /// `waiting`, report, wait until finished. Returns retried answers.
 async fn one_node(
     http: reqwest::Client,
-    ironic: Arc<IronicRest>,
+    powered_on: PoweredOn,
     base: String,
     uuid: String,
     body: Value,
@@ -157,10 +157,10 @@ async fn one_node(
     }
     loop {
         let st = status(&http, &base, &uuid).await;
-        let on = ironic
-            .node(&uuid)
-            .await
-            .is_ok_and(|n| n["power_state"] == "power on");
+        let on = powered_on
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(&uuid);
         if st["state"] == "waiting" && on {
             break;
         }
@@ -189,6 +189,36 @@ async fn one_node(
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+}
+
+/// The nodes Ironic shows powered on, refreshed by one listing a second
+/// (polling each node would load Ironic more than the daemon does).
+type PoweredOn = Arc<Mutex<std::collections::HashSet<String>>>;
+
+fn watch_power(ironic: Arc<IronicRest>) -> (PoweredOn, tokio::task::JoinHandle<()>) {
+    let on: PoweredOn = Arc::default();
+    let on2 = on.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            if let Ok(v) = ironic
+                .send(reqwest::Method::GET, "/v1/nodes?fields=uuid,power_state&limit=1000", None)
+                .await
+            {
+                let set = v["nodes"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter(|n| n["power_state"] == "power on")
+                            .filter_map(|n| n["uuid"].as_str().map(str::to_owned))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                *on2.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = set;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+    (on, task)
 }
 
 #[tokio::main]
@@ -284,6 +314,7 @@ listen_address = 127.0.0.1\nlisten_port = {port}\nprocessing_hooks = ramdisk_err
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
+    let (powered_on, watcher) = watch_power(ironic.clone());
     let start = Instant::now();
     let deadline = start + DEADLINE;
     let tasks: Vec<_> = uuids
@@ -300,7 +331,7 @@ listen_address = 127.0.0.1\nlisten_port = {port}\nprocessing_hooks = ramdisk_err
                 },
                 "root_disk": {"name": "/dev/vda", "size": 21_474_836_480u64}
             });
-            tokio::spawn(one_node(http.clone(), ironic.clone(), base.clone(), uuid.clone(), body, deadline))
+            tokio::spawn(one_node(http.clone(), powered_on.clone(), base.clone(), uuid.clone(), body, deadline))
         })
         .collect();
     let (mut failed, mut start_retries, mut report_retries) = (0, 0, 0);
@@ -318,6 +349,7 @@ listen_address = 127.0.0.1\nlisten_port = {port}\nprocessing_hooks = ramdisk_err
         }
     }
     let wall = start.elapsed();
+    watcher.abort();
     let c = counts(&p);
     let injected: usize = c.injected.values().sum();
     println!(
