@@ -201,7 +201,11 @@ fn watch_power(ironic: Arc<IronicRest>) -> (PoweredOn, tokio::task::JoinHandle<(
     let task = tokio::spawn(async move {
         loop {
             if let Ok(v) = ironic
-                .send(reqwest::Method::GET, "/v1/nodes?fields=uuid,power_state&limit=1000", None)
+                .send(
+                    reqwest::Method::GET,
+                    "/v1/nodes?fields=uuid,power_state&limit=1000",
+                    None,
+                )
                 .await
             {
                 let set = v["nodes"]
