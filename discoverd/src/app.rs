@@ -27,8 +27,10 @@ use crate::tasks::Tasks;
 /// Intervals the flows poll or wait at; shortened in tests.
 #[derive(Debug, Clone, Copy)]
 pub struct Timings {
-    /// Between power-state polls after power-off, and between power
-    /// validations while waiting for new IPMI credentials (1.0: 5 s).
+    /// Upper bound on the pauses between power-state polls after
+    /// power-off and between power validations while waiting for new IPMI
+    /// credentials; the config's `power_poll_initial`/`power_poll_max`
+    /// apply below it. Unbounded by default; tests shorten it.
     pub power_poll: Duration,
     /// How long a report for a node still `starting` is held.
     pub report_hold: Duration,
@@ -37,7 +39,7 @@ pub struct Timings {
 impl Default for Timings {
     fn default() -> Self {
         Timings {
-            power_poll: Duration::from_secs(5),
+            power_poll: Duration::MAX,
             report_hold: Duration::from_secs(30),
         }
     }
@@ -125,7 +127,10 @@ impl App {
             Arc::new(hooks),
             ProcessSettings {
                 timeout: config.timeout,
-                power_poll: timings.power_poll,
+                power_poll: crate::backoff::BackoffSettings {
+                    initial: config.power_poll_initial.min(timings.power_poll),
+                    max: config.power_poll_max.min(timings.power_poll),
+                },
                 report_hold: timings.report_hold,
                 request_retry_budget: config.ironic_request_retry_budget,
             },

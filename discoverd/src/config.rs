@@ -151,6 +151,11 @@ pub struct Config {
     /// First pause between tries, doubled up to `ironic_retry_max_backoff`.
     pub ironic_retry_backoff: Duration,
     pub ironic_retry_max_backoff: Duration,
+    // --- speed (issue 15): power-state polling after power-off ---
+    /// First pause before reading Ironic's power state again; it doubles
+    /// after each read up to `power_poll_max`.
+    pub power_poll_initial: Duration,
+    pub power_poll_max: Duration,
 }
 
 impl Config {
@@ -228,6 +233,9 @@ impl Config {
             ),
             ironic_retry_backoff: positive(s, "ironic_retry_backoff", 0.5)?,
             ironic_retry_max_backoff: positive(s, "ironic_retry_max_backoff", 15.0)?,
+            // --- speed (issue 15) ---
+            power_poll_initial: positive(s, "power_poll_initial", 0.1)?,
+            power_poll_max: positive(s, "power_poll_max", 2.0)?,
         };
         // `authenticate` is read inside auth_strategy(); everything else
         // present in the section must have been asked for by now.

@@ -156,13 +156,18 @@ async fn functional_scenario_of_discoverd_1_0() -> anyhow::Result<()> {
         .into_iter()
         .filter_map(|c| c.body)
         .collect();
+    // Two node PATCHes: the mark at start, then the properties with the
+    // finishing extras in one call after power-off.
+    assert_eq!(patches.len(), 2, "{patches:?}");
     assert_eq!(
         patches[1],
         json!([
             {"op": "add", "path": "/properties/cpus", "value": "4"},
             {"op": "add", "path": "/properties/cpu_arch", "value": "x86_64"},
             {"op": "add", "path": "/properties/memory_mb", "value": "12288"},
-            {"op": "add", "path": "/properties/local_gb", "value": "464"}
+            {"op": "add", "path": "/properties/local_gb", "value": "464"},
+            {"op": "add", "path": "/extra/newly_discovered", "value": "true"},
+            {"op": "remove", "path": "/extra/on_discovery"}
         ])
     );
     assert_eq!(
@@ -645,19 +650,20 @@ async fn metrics_move_after_an_introspection_and_health_endpoints_answer() -> an
     call(&e.router, Method::POST, "/v1/continue", Some(&body)).await?;
     call(&e.router, Method::POST, "/v1/continue", Some(b"[]")).await?;
     wait_status(&e, NODE, |v| v["finished"] == true).await?;
-    // The counters follow the event bus asynchronously: the status can
-    // show the ending a moment before they do (a liveness bound).
-    let mut text = String::new();
-    for _ in 0..500 {
+    // The counters follow the event bus, a moment after the status.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let text = loop {
         let req = Request::builder().uri("/metrics").body(Body::empty())?;
         let resp = e.router.clone().oneshot(req).await?;
         assert_eq!(resp.status(), StatusCode::OK);
-        text = String::from_utf8(axum::body::to_bytes(resp.into_body(), 1 << 20).await?.to_vec())?;
-        if text.contains("ironic_discoverd_introspections_finished_total 1") {
-            break;
+        let text = String::from_utf8(axum::body::to_bytes(resp.into_body(), 1 << 20).await?.to_vec())?;
+        if text.contains("ironic_discoverd_introspections_finished_total 1")
+            || tokio::time::Instant::now() > deadline
+        {
+            break text;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    };
     for line in [
         "ironic_discoverd_introspections_started_total 1",
         "ironic_discoverd_introspections_finished_total 1",
@@ -669,7 +675,7 @@ async fn metrics_move_after_an_introspection_and_health_endpoints_answer() -> an
         assert!(text.contains(line), "missing {line:?} in\n{text}");
     }
     assert!(
-        text.contains("ironic_discoverd_ironic_call_seconds_count{call=\"patch_node\"} 3"),
+        text.contains("ironic_discoverd_ironic_call_seconds_count{call=\"patch_node\"} 2"),
         "{text}"
     );
     let (code, v) = call(&e.router, Method::GET, "/healthz", None).await?;
@@ -684,7 +690,8 @@ async fn metrics_move_after_an_introspection_and_health_endpoints_answer() -> an
 }
 
 /// Pitfall 7: the node PATCH is sent even when the hooks have nothing to
-/// change (all properties already set, no overwrite).
+/// change (all properties already set, no overwrite): the finishing PATCH
+/// carries the extras alone.
 #[tokio::test]
 async fn node_patch_is_sent_even_when_empty() -> anyhow::Result<()> {
     let e = env("processing_hooks = scheduler,validate_interfaces").await?;
@@ -707,7 +714,14 @@ async fn node_patch_is_sent_even_when_empty() -> anyhow::Result<()> {
         .into_iter()
         .filter_map(|c| c.body)
         .collect();
-    assert_eq!(patches[1], json!([]), "{patches:?}");
+    assert_eq!(
+        patches[1],
+        json!([
+            {"op": "add", "path": "/extra/newly_discovered", "value": "true"},
+            {"op": "remove", "path": "/extra/on_discovery"}
+        ]),
+        "{patches:?}"
+    );
     // Existing values were kept (overwrite_existing is false).
     assert_eq!(
         e.fake.node(NODE).map(|n| n["properties"]["cpus"].clone()),

@@ -18,6 +18,9 @@ use crate::store::{NewIntrospection, Options, StoreError};
 /// `inspect failed` so a failed run can be retried).
 const VALID_STATES: &[&str] = &["enroll", "manageable", "inspecting", "inspect failed"];
 
+/// The `extra` key that marks a node under discovery in Ironic.
+const ON_DISCOVERY: &str = "on_discovery";
+
 /// The option a start with IPMI credential setup records.
 const IPMI_OPTION: &str = "setup_ipmi_credentials";
 
@@ -173,11 +176,14 @@ impl Introspector {
             MoveError::Store(s) => StartError::Store(s),
             e @ MoveError::Illegal { .. } => StartError::Busy { node: id, source: e },
         })?;
+        // A node whose last run failed still carries the mark: the node
+        // just read says so, no PATCH needed.
+        let marked = node.extra.get(ON_DISCOVERY) == Some(&json!("true"));
         let this = self.clone();
         let span = tracing::info_span!("introspect", node = %id);
         self.tasks.spawn(
             "introspect",
-            async move { this.reboot_into_ramdisk(id).await }.instrument(span),
+            async move { this.reboot_into_ramdisk(id, marked).await }.instrument(span),
         );
         Ok(id)
     }
@@ -193,7 +199,7 @@ impl Introspector {
             let span = tracing::info_span!("introspect", node = %id);
             self.tasks.spawn(
                 "resume",
-                async move { this.reboot_into_ramdisk(id).await }.instrument(span),
+                async move { this.reboot_into_ramdisk(id, false).await }.instrument(span),
             );
         }
         Ok(pending.len())
@@ -204,12 +210,14 @@ impl Introspector {
     }
 
     /// The background steps, each safe to repeat after a restart.
-    async fn reboot_into_ramdisk(self, id: NodeId) {
+    /// `marked`: the node already carries `extra.on_discovery`.
+    async fn reboot_into_ramdisk(self, id: NodeId, marked: bool) {
         let uuid = id.to_string();
-        if let Err(e) = self
-            .ironic
-            .patch_node(&uuid, &[PatchOp::add("/extra/on_discovery", "true")])
-            .await
+        if !marked
+            && let Err(e) = self
+                .ironic
+                .patch_node(&uuid, &[PatchOp::add(format!("/extra/{ON_DISCOVERY}"), "true")])
+                .await
         {
             return self
                 .fail(

@@ -1,7 +1,14 @@
-//! The steps after a report was written to Ironic (spec §5.4): power the
-//! node off and wait for it, mark it in Ironic, and end the
-//! introspection; or, with IPMI credential setup, wait until the new
-//! credentials work first.
+//! The steps after a report was accepted (spec §5.4): power the node off
+//! and wait for it, then write the hooks' node changes and the finishing
+//! marks in ONE Ironic PATCH, and end the introspection; or, with IPMI
+//! credential setup, wait until the new credentials work first.
+//!
+//! Waits poll with a growing back-off ([`crate::backoff`]): Ironic usually
+//! reports the new power state within a few hundred milliseconds, and a
+//! fixed 5-second poll (1.0) made every introspection that much longer.
+//! A failure before the PATCH leaves the node as it was during the run,
+//! `extra.on_discovery` included, and the error says why (1.0's
+//! semantics).
 
 use crate::domain::{NodeId, Timestamp};
 use crate::introspection::Outcome;
@@ -23,11 +30,12 @@ impl Processor {
         let _ = self.lifecycle.finish(id, Outcome::Failed(message)).await;
     }
 
-    pub(super) async fn wait_for_power_management(self, id: NodeId) {
+    pub(super) async fn wait_for_power_management(self, id: NodeId, node_ops: Vec<PatchOp>) {
         let uuid = id.to_string();
         let until = self.deadline(id).await;
+        let mut backoff = self.settings.power_poll.start();
         loop {
-            tokio::time::sleep(self.settings.power_poll).await;
+            backoff.wait().await;
             if until.is_some_and(|d| Timestamp::now() >= d) {
                 let msg = format!(
                     "Timeout waiting for power credentials update of node {uuid} after introspection"
@@ -35,15 +43,16 @@ impl Processor {
                 return self.fail(id, msg).await;
             }
             match self.ironic.validate_power(&uuid).await {
-                Ok(v) if v.result == Some(true) => return self.finish(id).await,
+                Ok(v) if v.result == Some(true) => return self.finish(id, node_ops).await,
                 Ok(_) => {}
                 Err(e) => tracing::debug!("power validation failed, retrying: {e}"),
             }
         }
     }
 
-    /// §5.4 *finish*: power off, wait for it, mark the node, done.
-    pub(super) async fn finish(&self, id: NodeId) {
+    /// §5.4 *finish*: power off, wait for it, then one PATCH with the
+    /// hooks' node changes (`node_ops`) and the finishing marks, done.
+    pub(super) async fn finish(&self, id: NodeId, node_ops: Vec<PatchOp>) {
         let uuid = id.to_string();
         if let Err(e) = self.ironic.set_power_state(&uuid, "power off").await {
             let msg =
@@ -51,7 +60,11 @@ impl Processor {
             return self.fail(id, msg).await;
         }
         let until = self.deadline(id).await;
+        let mut backoff = self.settings.power_poll.start();
         loop {
+            // Ironic answers the power PUT before the conductor acts:
+            // pause first, the first pause is short.
+            backoff.wait().await;
             match self.ironic.get_node(&uuid).await {
                 Ok(n) if n.power_state.as_deref().map(str::to_lowercase).as_deref() == Some("power off") => {
                     break;
@@ -63,15 +76,15 @@ impl Processor {
                 let msg = format!("Timeout waiting for node {uuid} to power off after introspection");
                 return self.fail(id, msg).await;
             }
-            tokio::time::sleep(self.settings.power_poll.min(std::time::Duration::from_secs(60))).await;
         }
-        let extras = [
-            PatchOp::add("/extra/newly_discovered", "true"),
-            PatchOp::remove("/extra/on_discovery"),
-        ];
-        if let Err(e) = self.ironic.patch_node(&uuid, &extras).await {
+        let mut ops = node_ops;
+        ops.push(PatchOp::add("/extra/newly_discovered", "true"));
+        ops.push(PatchOp::remove("/extra/on_discovery"));
+        if let Err(e) = self.ironic.patch_node(&uuid, &ops).await {
             // 1.0 let the task die and the node time out; say why instead.
-            let msg = format!("Failed to update the extra fields of node {uuid} after introspection: {e}");
+            let msg = format!(
+                "Failed to update the properties and extra fields of node {uuid} after introspection: {e}"
+            );
             return self.fail(id, msg).await;
         }
         let _ = self.lifecycle.finish(id, Outcome::Done).await;

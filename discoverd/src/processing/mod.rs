@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 use tracing::Instrument;
 
+use crate::backoff::BackoffSettings;
 use crate::domain::{NodeId, State, Transition};
 use crate::hooks::{HookChain, HookContext};
 use crate::introspection::{Lifecycle, MoveError, Outcome, ipmi_option, ipmi_reply};
@@ -30,9 +31,10 @@ use crate::tasks::Tasks;
 pub struct ProcessSettings {
     /// The introspection deadline (`None`: disabled).
     pub timeout: Option<Duration>,
-    /// Between power-state polls (and power validations while waiting
-    /// for new IPMI credentials).
-    pub power_poll: Duration,
+    /// The pauses between power-state polls after power-off (and power
+    /// validations while waiting for new IPMI credentials): growing from
+    /// `initial` to `max`.
+    pub power_poll: BackoffSettings,
     /// How long a report for a node whose start has not yet sent its
     /// reboot is held before it is answered 503 (the ramdisk retries).
     pub report_hold: Duration,
@@ -47,7 +49,7 @@ impl Default for ProcessSettings {
     fn default() -> Self {
         ProcessSettings {
             timeout: Some(Duration::from_secs(3600)),
-            power_poll: Duration::from_secs(5),
+            power_poll: BackoffSettings::default(),
             report_hold: Duration::from_secs(30),
             request_retry_budget: Duration::from_secs(10),
         }
@@ -212,12 +214,8 @@ impl Processor {
             ports: &ports,
             data,
         })?;
-        // Sent even when empty, as 1.0 did; the answer is the current node.
-        let node = self
-            .ironic
-            .patch_node(&uuid, &patches.node)
-            .await
-            .map_err(fail("update properties"))?;
+        // The node's own changes are sent with the finishing marks, in one
+        // PATCH after power-off (finish.rs): two node PATCHes per run.
         for (mac, ops) in &patches.ports {
             if let Some(port) = ports.iter().find(|p| p.address.eq_ignore_ascii_case(mac)) {
                 self.ironic
@@ -234,6 +232,7 @@ impl Processor {
         );
         // The uuid is ironic-inspector's addition; 1.0 ramdisks ignore it.
         let this = self.clone();
+        let node_ops = patches.node;
         let span = tracing::Span::current();
         Ok(match ipmi_option(&options) {
             Some(opt) => {
@@ -241,13 +240,15 @@ impl Processor {
                 r["uuid"] = json!(uuid);
                 self.tasks.spawn(
                     "wait_for_power_management",
-                    async move { this.wait_for_power_management(id).await }.instrument(span),
+                    async move { this.wait_for_power_management(id, node_ops).await }.instrument(span),
                 );
                 r
             }
             None => {
-                self.tasks
-                    .spawn("finish", async move { this.finish(id).await }.instrument(span));
+                self.tasks.spawn(
+                    "finish",
+                    async move { this.finish(id, node_ops).await }.instrument(span),
+                );
                 json!({"uuid": uuid})
             }
         })

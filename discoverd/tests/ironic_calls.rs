@@ -1,0 +1,216 @@
+//! What one introspection costs Ironic (issue 15): every call the daemon
+//! makes for a node, by method and path, against the in-process fake
+//! Ironic, so a new call or a lost merge fails here. And the failure
+//! semantics of the merged finishing PATCH: a node that fails keeps
+//! `extra.on_discovery`, and the error says why.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use serde_json::{Value, json};
+use test_support::{FakeIronic, Fault, TestApp};
+use tower::ServiceExt;
+
+const NODE: &str = "5f0c6d3e-7b1a-4e8e-9a43-0c7f61c2d0a1";
+const MAC: &str = "52:54:00:12:34:56";
+
+async fn call(
+    r: &Router,
+    method: Method,
+    uri: &str,
+    body: Option<Value>,
+) -> anyhow::Result<(StatusCode, Value)> {
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("content-type", "application/json")
+        .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))?;
+    let resp = r.clone().oneshot(req).await?;
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await?;
+    let v = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)?
+    };
+    Ok((status, v))
+}
+
+async fn wait(r: &Router, f: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (code, v) = call(r, Method::GET, &format!("/v1/introspection/{NODE}"), None).await?;
+        if code == StatusCode::OK && f(&v) {
+            return Ok(v);
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "never matched: {code} {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// A node as an operator enrolls it: one port, powered off.
+fn node(fake: &FakeIronic, extra: Value) {
+    fake.add_node_json(json!({
+        "uuid": NODE, "driver": "fake-hardware", "driver_info": {"ipmi_address": "192.0.2.50"},
+        "properties": {}, "extra": extra, "maintenance": false,
+        "provision_state": "manageable", "power_state": "power off"
+    }));
+    fake.add_port(NODE, MAC);
+}
+
+fn report() -> Value {
+    json!({
+        "interfaces": {"eth0": {"mac": MAC, "ip": "192.0.2.100"}},
+        "ipmi_address": "192.0.2.50", "cpu_arch": "x86_64", "memory_mb": 4096, "cpus": 2, "local_gb": 20
+    })
+}
+
+/// `METHOD /v1/nodes/*/rest` with the node's uuid replaced by `*`.
+fn tally(fake: &FakeIronic) -> BTreeMap<String, usize> {
+    let mut t = BTreeMap::new();
+    for c in fake.calls() {
+        let path = c.path.split('?').next().unwrap_or_default().replace(NODE, "*");
+        *t.entry(format!("{} {path}", c.method)).or_insert(0) += 1;
+    }
+    t
+}
+
+fn expect(pairs: &[(&str, usize)]) -> BTreeMap<String, usize> {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
+}
+
+#[tokio::test]
+async fn one_introspection_costs_two_node_patches_and_no_redundant_call() -> anyhow::Result<()> {
+    let fake = FakeIronic::start().await?;
+    let t = TestApp::new(&fake.url(), "").await?;
+    node(&fake, json!({}));
+    let before = fake.calls().len();
+    let (code, v) = call(
+        &t.router,
+        Method::POST,
+        &format!("/v1/introspection/{NODE}"),
+        None,
+    )
+    .await?;
+    assert_eq!(code, StatusCode::ACCEPTED, "{v}");
+    wait(&t.router, |v| v["state"] == "waiting").await?;
+    let (code, v) = call(&t.router, Method::POST, "/v1/continue", Some(report())).await?;
+    assert_eq!(code, StatusCode::OK, "{v}");
+    let st = wait(&t.router, |v| v["finished"] == true).await?;
+    assert_eq!(st["error"], Value::Null, "{st}");
+    assert_eq!(before, 0, "the fake saw calls before the start");
+    // The fake powers off at once, so exactly one power-state read.
+    assert_eq!(
+        tally(&fake),
+        expect(&[
+            ("GET /v1/nodes/*", 3),
+            ("GET /v1/nodes/*/validate", 1),
+            ("GET /v1/nodes/*/ports", 2),
+            ("PATCH /v1/nodes/*", 2),
+            ("PUT /v1/nodes/*/management/boot_device", 1),
+            ("PUT /v1/nodes/*/states/power", 2),
+        ])
+    );
+    let n = fake.node(NODE).unwrap_or_default();
+    assert_eq!(n["extra"], json!({"newly_discovered": "true"}));
+    assert_eq!(n["properties"]["memory_mb"], json!("4096"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_node_still_marked_from_a_failed_run_is_not_patched_at_start() -> anyhow::Result<()> {
+    let fake = FakeIronic::start().await?;
+    let t = TestApp::new(&fake.url(), "").await?;
+    node(&fake, json!({"on_discovery": "true"}));
+    call(
+        &t.router,
+        Method::POST,
+        &format!("/v1/introspection/{NODE}"),
+        None,
+    )
+    .await?;
+    wait(&t.router, |v| v["state"] == "waiting").await?;
+    assert_eq!(fake.calls_to("PATCH", "/v1/nodes/").len(), 0);
+    let (code, v) = call(&t.router, Method::POST, "/v1/continue", Some(report())).await?;
+    assert_eq!(code, StatusCode::OK, "{v}");
+    wait(&t.router, |v| v["finished"] == true && v["error"].is_null()).await?;
+    assert_eq!(fake.calls_to("PATCH", "/v1/nodes/").len(), 1);
+    assert_eq!(
+        fake.node(NODE).map(|n| n["extra"].clone()),
+        Some(json!({"newly_discovered": "true"}))
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_refused_finishing_patch_keeps_the_mark_and_says_why() -> anyhow::Result<()> {
+    let fake = FakeIronic::start().await?;
+    let t = TestApp::new(&fake.url(), "").await?;
+    node(&fake, json!({}));
+    call(
+        &t.router,
+        Method::POST,
+        &format!("/v1/introspection/{NODE}"),
+        None,
+    )
+    .await?;
+    wait(&t.router, |v| v["state"] == "waiting").await?;
+    fake.inject(Method::PATCH, &format!("/v1/nodes/{NODE}"), Fault::Status(400), 1);
+    let (code, v) = call(&t.router, Method::POST, "/v1/continue", Some(report())).await?;
+    assert_eq!(code, StatusCode::OK, "{v}");
+    let st = wait(&t.router, |v| v["finished"] == true).await?;
+    assert_eq!(st["state"], json!("error"));
+    let err = st["error"].as_str().unwrap_or_default();
+    assert!(
+        err.starts_with(&format!(
+            "Failed to update the properties and extra fields of node {NODE} after introspection"
+        )),
+        "{err}"
+    );
+    let n = fake.node(NODE).unwrap_or_default();
+    assert_eq!(n["extra"], json!({"on_discovery": "true"}));
+    assert_eq!(n["power_state"], json!("power off"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_node_that_never_powers_off_keeps_the_mark_and_says_why() -> anyhow::Result<()> {
+    let fake = FakeIronic::start().await?;
+    let t = TestApp::new(&fake.url(), "timeout = 1").await?;
+    node(&fake, json!({}));
+    call(
+        &t.router,
+        Method::POST,
+        &format!("/v1/introspection/{NODE}"),
+        None,
+    )
+    .await?;
+    wait(&t.router, |v| v["state"] == "waiting").await?;
+    // Ironic accepts the power-off but the node stays on.
+    fake.inject(
+        Method::PUT,
+        &format!("/v1/nodes/{NODE}/states/power"),
+        Fault::Status(202),
+        1,
+    );
+    let (code, v) = call(&t.router, Method::POST, "/v1/continue", Some(report())).await?;
+    assert_eq!(code, StatusCode::OK, "{v}");
+    let st = wait(&t.router, |v| v["finished"] == true).await?;
+    assert_eq!(
+        st["error"],
+        json!(format!(
+            "Timeout waiting for node {NODE} to power off after introspection"
+        ))
+    );
+    let n = fake.node(NODE).unwrap_or_default();
+    assert_eq!(n["extra"], json!({"on_discovery": "true"}));
+    assert_eq!(n["properties"], json!({}));
+    assert_eq!(fake.calls_to("PATCH", "/v1/nodes/").len(), 1);
+    Ok(())
+}
