@@ -46,11 +46,16 @@ export DISCOVERD_BENCH_INSPECTOR_URL=http://127.0.0.1:$inspector_port
 DISCOVERD_BENCH_IRONIC_PID=$(cat "$services_dir/ironic/ironic.pid")
 DISCOVERD_BENCH_INSPECTOR_PID=$(cat "$services_dir/inspector/inspector.pid")
 export DISCOVERD_BENCH_IRONIC_PID DISCOVERD_BENCH_INSPECTOR_PID
+# Ironic's API log, for the pace bench's requests per node.
+export DISCOVERD_BENCH_IRONIC_LOG=$services_dir/ironic/ironic.log
 
 step "firewall: cargo bench -p ironic-discoverd-fw-helper --bench sync"
 cargo bench --locked -p ironic-discoverd-fw-helper --bench sync
 
 step "API and scale: cargo bench -p ironic-discoverd --bench api"
 cargo bench --locked -p ironic-discoverd --bench api
+
+step "pace (report as soon as waiting): cargo bench -p ironic-discoverd --bench pace"
+cargo bench --locked -p ironic-discoverd --bench pace
 
 step "done in $(( $(date +%s) - start ))s (output kept in $log)"
