@@ -579,7 +579,7 @@ async fn version_discovery_and_headers() -> anyhow::Result<()> {
         resp.headers()
             .get("X-OpenStack-Ironic-Inspector-API-Maximum-Version")
             .and_then(|v| v.to_str().ok()),
-        Some("1.0")
+        Some("1.18")
     );
     let (code, v) = call(&e.router, Method::GET, "/v1", None).await?;
     assert_eq!(code, StatusCode::OK);

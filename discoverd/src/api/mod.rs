@@ -104,6 +104,7 @@ pub fn router(app: App) -> Router {
     Router::new()
         .route("/", get(versions::root))
         .route("/v1", get(versions::v1))
+        .route("/{version}", get(versions::other_version))
         .route("/v1/continue", post(ramdisk::continue_))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -111,6 +112,6 @@ pub fn router(app: App) -> Router {
         .merge(public_metrics(&app))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn(versions::headers))
+        .layer(axum::middleware::from_fn(versions::negotiate))
         .with_state(app)
 }
