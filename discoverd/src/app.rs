@@ -118,6 +118,8 @@ impl App {
                 enable_setting_ipmi_credentials: config.enable_setting_ipmi_credentials,
                 timeout_secs: config.timeout_secs(),
                 request_retry_budget: config.ironic_request_retry_budget,
+                can_manage_boot: config.can_manage_boot,
+                introspection_delay: config.introspection_delay,
             },
             tasks.clone(),
         );
@@ -290,6 +292,10 @@ fn spawn_ready(app: &App, notifier: crate::notify::Notifier) {
 /// reason (whether Ironic was fully updated is unknown), never left for
 /// the timeout.
 async fn resume(app: &App) -> Result<(), StartupError> {
+    let aborts = app.introspector.resume_aborts().await?;
+    if aborts > 0 {
+        tracing::warn!(nodes = aborts, "finishing aborts accepted before the restart");
+    }
     let resumed = app.introspector.resume().await?;
     if resumed > 0 {
         tracing::warn!(nodes = resumed, "carrying on starts accepted before the restart");

@@ -156,6 +156,65 @@ pub struct Config {
     /// after each read up to `power_poll_max`.
     pub power_poll_initial: Duration,
     pub power_poll_max: Duration,
+    // --- ironic-inspector v1 API (issue 13) ---
+    /// Most statuses one `GET /v1/introspection` returns (and its default).
+    pub api_max_limit: usize,
+    /// Least time between two reboots into the ramdisk (ironic-inspector's
+    /// option; 0 here, as discoverd 1.0 had no delay).
+    pub introspection_delay: Duration,
+    /// Whether this installation may set boot devices and power nodes
+    /// (`manage_boot=true` starts are refused when it may not).
+    pub can_manage_boot: bool,
+    /// Where introspection data is kept for `GET .../data`.
+    pub store_data: StoreData,
+}
+
+/// The `store_data` option.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StoreData {
+    /// Data is not kept (ironic-inspector's default).
+    #[default]
+    None,
+    /// Raw and processed data go to the node store, purged with the statuses.
+    Database,
+}
+
+impl std::str::FromStr for StoreData {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "none" => Ok(StoreData::None),
+            "database" => Ok(StoreData::Database),
+            other => Err(format!("unknown store_data {other:?}: expected none or database")),
+        }
+    }
+}
+
+/// Ceiling of `api_max_limit`.
+const MAX_API_MAX_LIMIT: i64 = 100_000;
+
+fn api_max_limit(s: &Section<'_>) -> Result<usize, ConfigError> {
+    let v = s.integer("api_max_limit", 1000)?;
+    if !(1..=MAX_API_MAX_LIMIT).contains(&v) {
+        return Err(s.bad_value(
+            "api_max_limit",
+            &v.to_string(),
+            format!("expected 1 to {MAX_API_MAX_LIMIT}"),
+        ));
+    }
+    usize::try_from(v).map_err(|_| s.bad_value("api_max_limit", &v.to_string(), "out of range"))
+}
+
+fn introspection_delay(s: &Section<'_>) -> Result<Duration, ConfigError> {
+    let v = s.seconds("introspection_delay", 0.0)?;
+    if !(0.0..=3600.0).contains(&v) {
+        return Err(s.bad_value(
+            "introspection_delay",
+            &v.to_string(),
+            "expected 0 to 3600 seconds",
+        ));
+    }
+    Ok(Duration::from_secs_f64(v))
 }
 
 impl Config {
@@ -236,6 +295,11 @@ impl Config {
             // --- speed (issue 15) ---
             power_poll_initial: positive(s, "power_poll_initial", 0.1)?,
             power_poll_max: positive(s, "power_poll_max", 2.0)?,
+            // --- ironic-inspector v1 API (issue 13) ---
+            api_max_limit: api_max_limit(s)?,
+            introspection_delay: introspection_delay(s)?,
+            can_manage_boot: s.boolean("can_manage_boot", true)?,
+            store_data: s.parsed("store_data", StoreData::None)?,
         };
         // `authenticate` is read inside auth_strategy(); everything else
         // present in the section must have been asked for by now.

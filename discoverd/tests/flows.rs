@@ -232,10 +232,23 @@ async fn ipa_inventory_payload_is_processed() -> anyhow::Result<()> {
 #[tokio::test]
 async fn start_refusals_use_the_1_0_messages() -> anyhow::Result<()> {
     let e = env("").await?;
-    let (code, v) = call(&e.router, Method::POST, "/v1/introspection/not-a-uuid", None).await?;
+    // Below API 1.5 (names), as 1.0 answered; from 1.5 on it is a name.
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri("/v1/introspection/not-a-uuid")
+        .header("X-OpenStack-Ironic-Inspector-API-Version", "1.4")
+        .body(Body::empty())?;
+    let resp = e.router.clone().oneshot(req).await?;
+    let code = resp.status();
+    let v: Value = serde_json::from_slice(&axum::body::to_bytes(resp.into_body(), 1 << 20).await?)?;
     assert_eq!(
         (code, v["error"]["message"].clone()),
         (StatusCode::BAD_REQUEST, json!("Invalid UUID value"))
+    );
+    let (code, v) = call(&e.router, Method::POST, "/v1/introspection/not-a-uuid", None).await?;
+    assert_eq!(
+        (code, v["error"]["message"].clone()),
+        (StatusCode::NOT_FOUND, json!("Cannot find node not-a-uuid"))
     );
     let (code, v) = post_start(&e, NODE).await?;
     assert_eq!(

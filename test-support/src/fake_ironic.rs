@@ -302,7 +302,14 @@ impl http_body::Body for Truncated {
 }
 
 async fn get_node(State(s): State<Shared>, Path(uuid): Path<String>) -> Response {
-    match lock(&s).nodes.get(&uuid) {
+    let g = lock(&s);
+    // By UUID, or by name as Ironic allows.
+    let found = g.nodes.get(&uuid).or_else(|| {
+        g.nodes
+            .values()
+            .find(|n| n["name"].as_str() == Some(uuid.as_str()))
+    });
+    match found {
         Some(n) => axum::Json(n.clone()).into_response(),
         None => ironic_error(StatusCode::NOT_FOUND, &format!("Node {uuid} could not be found.")),
     }

@@ -6,7 +6,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::introspection::StartError;
+use crate::introspection::{AbortError, StartError};
 use crate::processing::ProcessError;
 use crate::store::StoreError;
 
@@ -104,6 +104,7 @@ impl From<StartError> for ApiError {
             StartError::Busy { .. } => ApiError::new(StatusCode::CONFLICT, e.to_string()),
             StartError::Ironic { .. }
             | StartError::IpmiSetupDisabled
+            | StartError::CannotManageBoot
             | StartError::BadIpmiPassword
             | StartError::ProvisionState { .. }
             | StartError::PowerValidation { .. }
@@ -126,6 +127,15 @@ impl From<ProcessError> for ApiError {
             ProcessError::IronicGet { .. } | ProcessError::Ironic { .. } => {
                 ApiError::bad_request(e.to_string())
             }
+        }
+    }
+}
+
+impl From<AbortError> for ApiError {
+    fn from(e: AbortError) -> Self {
+        match e {
+            AbortError::Store(s) => s.into(),
+            AbortError::NotAbortable { .. } => ApiError::new(StatusCode::CONFLICT, e.to_string()),
         }
     }
 }

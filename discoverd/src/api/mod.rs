@@ -74,10 +74,12 @@ async fn method_not_allowed() -> ApiError {
 /// Operator endpoints, behind `auth_strategy`.
 fn operator_routes(app: &App) -> Router<App> {
     let routes = Router::new()
+        .route("/v1/introspection", get(introspection::list))
         .route(
             "/v1/introspection/{uuid}",
             post(introspection::start).get(introspection::status),
         )
+        .route("/v1/introspection/{uuid}/abort", post(introspection::abort))
         .route("/v1/discover", post(introspection::discover));
     let routes = if app.config.metrics_public {
         routes

@@ -24,16 +24,34 @@ const ON_DISCOVERY: &str = "on_discovery";
 /// The option a start with IPMI credential setup records.
 const IPMI_OPTION: &str = "setup_ipmi_credentials";
 
+/// The option a `manage_boot=false` start records.
+pub(super) const MANAGE_BOOT_OPTION: &str = "manage_boot";
+
 /// Query options of `POST /v1/introspection/<node>`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct StartOptions {
     pub setup_ipmi_credentials: bool,
     pub new_ipmi_username: Option<String>,
     pub new_ipmi_password: Option<String>,
+    /// Set the PXE boot device and reboot the node (API 1.13's
+    /// `manage_boot`; `false`: the operator boots it, and it is not
+    /// powered off at the end).
+    pub manage_boot: bool,
+}
+
+impl Default for StartOptions {
+    fn default() -> Self {
+        StartOptions {
+            setup_ipmi_credentials: false,
+            new_ipmi_username: None,
+            new_ipmi_password: None,
+            manage_boot: true,
+        }
+    }
 }
 
 /// Settings the start flow reads.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct StartSettings {
     pub enable_setting_ipmi_credentials: bool,
     /// Seconds, for the log line of a manual power-on.
@@ -42,6 +60,27 @@ pub struct StartSettings {
     /// retrying (`ironic_request_retry_budget`); the background steps
     /// have the client's own, longer budget. Zero: one try per call.
     pub request_retry_budget: std::time::Duration,
+    /// `false`: starts with `manage_boot` are refused.
+    pub can_manage_boot: bool,
+    /// Least time between two reboots into the ramdisk.
+    pub introspection_delay: std::time::Duration,
+}
+
+impl Default for StartSettings {
+    fn default() -> Self {
+        StartSettings {
+            enable_setting_ipmi_credentials: false,
+            timeout_secs: 0.0,
+            can_manage_boot: true,
+            introspection_delay: std::time::Duration::ZERO,
+            request_retry_budget: std::time::Duration::from_secs(10),
+        }
+    }
+}
+
+/// Whether the options recorded at start say the daemon manages boot.
+pub fn manages_boot(options: &Options) -> bool {
+    options.get(MANAGE_BOOT_OPTION).and_then(Value::as_bool) != Some(false)
 }
 
 /// Why a start was refused. Nothing was recorded.
@@ -64,6 +103,10 @@ pub enum StartError {
     },
     #[error("IPMI credentials setup is disabled in configuration")]
     IpmiSetupDisabled,
+    #[error(
+        "Managed boot is requested, but this installation cannot manage boot (can_manage_boot set to False)"
+    )]
+    CannotManageBoot,
     #[error("new_ipmi_password must be 1 to 20 alphanumeric characters")]
     BadIpmiPassword,
     #[error("Refusing to introspect node {node} with provision state \"{state}\" and maintenance mode off")]
@@ -84,7 +127,7 @@ pub enum StartError {
     Store(StoreError),
 }
 
-fn ironic_error(node: &NodeRef, e: IronicError) -> StartError {
+pub(super) fn ironic_error(node: &NodeRef, e: IronicError) -> StartError {
     match e {
         e if e.is_not_found() => StartError::NodeNotFound(node.clone()),
         e if e.is_transient() => StartError::IronicUnavailable {
@@ -120,6 +163,9 @@ impl Introspector {
             node: node_ref.clone(),
             uuid: node.uuid.clone(),
         })?;
+        if opts.manage_boot && !self.settings.can_manage_boot {
+            return Err(StartError::CannotManageBoot);
+        }
         if opts.setup_ipmi_credentials && !self.settings.enable_setting_ipmi_credentials {
             return Err(StartError::IpmiSetupDisabled);
         }
@@ -152,6 +198,9 @@ impl Introspector {
             }
         }
         let mut options = Options::new();
+        if !opts.manage_boot {
+            options.insert(MANAGE_BOOT_OPTION.into(), json!(false));
+        }
         if opts.setup_ipmi_credentials {
             options.insert(
                 IPMI_OPTION.into(),
@@ -254,8 +303,8 @@ impl Introspector {
         {
             tracing::warn!("firewall not updated yet (the reconnector will resync): {e}");
         }
-        let ipmi_setup = match self.lifecycle.store().options(id).await {
-            Ok(o) => o.contains_key(IPMI_OPTION),
+        let (ipmi_setup, manage_boot) = match self.lifecycle.store().options(id).await {
+            Ok(o) => (o.contains_key(IPMI_OPTION), manages_boot(&o)),
             Err(e) => {
                 return self
                     .fail(id, format!("Failed to read the options of node {uuid}: {e}"))
@@ -267,7 +316,12 @@ impl Introspector {
                 "node {uuid} must be powered on manually within {}s to set up IPMI credentials",
                 self.settings.timeout_secs
             );
+        } else if !manage_boot {
+            tracing::info!(
+                "node {uuid} is not booted by the daemon (manage_boot=false): boot it into the ramdisk"
+            );
         } else {
+            self.wait_for_turn().await;
             if let Err(e) = self.ironic.set_pxe_boot(&uuid).await {
                 tracing::warn!("failed to set the PXE boot device of node {uuid}: {e}");
             }

@@ -11,7 +11,7 @@
 //! semantics).
 
 use crate::domain::{NodeId, Timestamp};
-use crate::introspection::Outcome;
+use crate::introspection::{Outcome, manages_boot};
 use crate::ironic::PatchOp;
 
 use super::Processor;
@@ -54,7 +54,11 @@ impl Processor {
     /// hooks' node changes (`node_ops`) and the finishing marks, done.
     pub(super) async fn finish(&self, id: NodeId, node_ops: Vec<PatchOp>) {
         let uuid = id.to_string();
-        if let Err(e) = self.ironic.set_power_state(&uuid, "power off").await {
+        let manage_boot = match self.lifecycle.store().options(id).await {
+            Ok(o) => manages_boot(&o),
+            Err(_) => true,
+        };
+        if manage_boot && let Err(e) = self.ironic.set_power_state(&uuid, "power off").await {
             let msg =
                 format!("Failed to power off node {uuid}, check it's power management configuration: {e}");
             return self.fail(id, msg).await;
@@ -62,6 +66,9 @@ impl Processor {
         let until = self.deadline(id).await;
         let mut backoff = self.settings.power_poll.start();
         loop {
+            if !manage_boot {
+                break;
+            }
             // Ironic answers the power PUT before the conductor acts:
             // pause first, the first pause is short.
             backoff.wait().await;
