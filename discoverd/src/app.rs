@@ -135,6 +135,7 @@ impl App {
                 },
                 report_hold: timings.report_hold,
                 request_retry_budget: config.ironic_request_retry_budget,
+                store_data: config.store_data == crate::config::StoreData::Database,
             },
             tasks.clone(),
         );
@@ -299,6 +300,15 @@ async fn resume(app: &App) -> Result<(), StartupError> {
     let resumed = app.introspector.resume().await?;
     if resumed > 0 {
         tracing::warn!(nodes = resumed, "carrying on starts accepted before the restart");
+    }
+    for s in app.store.in_state(crate::domain::State::Reapplying).await? {
+        let msg = format!(
+            "The daemon restarted while reapplying node {}'s data; Ironic may be partly updated: reapply it again",
+            s.node
+        );
+        app.lifecycle
+            .finish(s.node, crate::introspection::Outcome::Failed(msg))
+            .await?;
     }
     for s in app.store.in_state(crate::domain::State::Processing).await? {
         let msg = format!(

@@ -38,6 +38,7 @@ where
     case!(timeouts_purge_and_counts);
     case!(options_round_trip);
     case!(data_round_trip_limit_and_purge);
+    case!(reopen_is_a_compare_and_swap_on_ended_nodes);
     Ok(())
 }
 
@@ -402,5 +403,45 @@ async fn data_round_trip_limit_and_purge(s: Store) -> anyhow::Result<()> {
     ensure!(s.get_data(id(1), DataKind::Processed).await?.is_some());
     s.purge(t(3)).await?;
     ensure!(s.get_data(id(1), DataKind::Processed).await?.is_none());
+    Ok(())
+}
+
+async fn reopen_is_a_compare_and_swap_on_ended_nodes(s: Store) -> anyhow::Result<()> {
+    s.start(&new(id(1), Some("10.0.0.1")), None, t(1)).await?;
+    // Only an ended node reopens.
+    ensure!(matches!(
+        s.reopen(id(1), State::Starting, State::Reapplying, t(2)).await,
+        Err(StoreError::StateChanged { .. })
+    ));
+    ensure!(matches!(
+        s.reopen(id(9), State::Finished, State::Reapplying, t(2)).await,
+        Err(StoreError::StateChanged { actual: None, .. } | StoreError::NotFound(_))
+    ));
+    s.put_data(id(1), DataKind::Raw, &json!({"r": 1})).await?;
+    s.finish(id(1), State::Starting, Some("boom"), t(2)).await?;
+    ensure!(matches!(
+        s.reopen(id(1), State::Finished, State::Reapplying, t(3)).await,
+        Err(StoreError::StateChanged {
+            actual: Some(State::Error),
+            ..
+        })
+    ));
+    ensure!(matches!(
+        s.reopen(id(1), State::Error, State::Finished, t(3)).await,
+        Err(StoreError::StateChanged { .. })
+    ));
+    let st = s.reopen(id(1), State::Error, State::Reapplying, t(3)).await?;
+    ensure!(st.state == State::Reapplying && st.finished_at.is_none() && st.error.is_none());
+    ensure!(st.started_at == t(3), "started anew");
+    ensure!(s.get(id(1)).await? == st, "the read agrees");
+    // No lookup attributes came back; the data stayed; it ends again.
+    let key = LookupKey {
+        bmc_address: Some("10.0.0.1".into()),
+        macs: Vec::new(),
+    };
+    ensure!(s.find(&key).await.is_err());
+    ensure!(s.get_data(id(1), DataKind::Raw).await? == Some(json!({"r": 1})));
+    let ended = s.finish(id(1), State::Reapplying, None, t(4)).await?;
+    ensure!(ended.status.state == State::Finished && ended.status.finished_at == Some(t(4)));
     Ok(())
 }

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::introspection::{AbortError, StartError};
-use crate::processing::ProcessError;
+use crate::processing::{ProcessError, ReapplyError};
 use crate::store::StoreError;
 
 /// An error answer.
@@ -136,6 +136,17 @@ impl From<AbortError> for ApiError {
         match e {
             AbortError::Store(s) => s.into(),
             AbortError::NotAbortable { .. } => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+        }
+    }
+}
+
+impl From<ReapplyError> for ApiError {
+    fn from(e: ReapplyError) -> Self {
+        match e {
+            ReapplyError::Store(s) => s.into(),
+            ReapplyError::StoreDisabled => ApiError::bad_request(e.to_string()),
+            ReapplyError::NoData(_) => ApiError::not_found(e.to_string()),
+            ReapplyError::Busy { .. } => ApiError::new(StatusCode::CONFLICT, e.to_string()),
         }
     }
 }

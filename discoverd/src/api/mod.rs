@@ -4,6 +4,7 @@
 //! ([`error`]); bodies are size-limited.
 
 pub mod auth;
+pub mod data;
 pub mod error;
 pub mod health;
 pub mod introspection;
@@ -80,6 +81,11 @@ fn operator_routes(app: &App) -> Router<App> {
             post(introspection::start).get(introspection::status),
         )
         .route("/v1/introspection/{uuid}/abort", post(introspection::abort))
+        .route("/v1/introspection/{uuid}/data", get(data::processed))
+        .route(
+            "/v1/introspection/{uuid}/data/unprocessed",
+            get(data::unprocessed).post(data::reapply),
+        )
         .route("/v1/discover", post(introspection::discover));
     let routes = if app.config.metrics_public {
         routes

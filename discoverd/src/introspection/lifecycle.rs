@@ -109,6 +109,15 @@ impl Lifecycle {
         Ok(status)
     }
 
+    /// Reopens an ended introspection by `event` (reapply): the store
+    /// applies it as a compare-and-swap on `from`.
+    pub async fn reopen(&self, node: NodeId, from: State, event: Transition) -> Result<Status, MoveError> {
+        let to = next(Some(from), event).map_err(|source| MoveError::Illegal { node, source })?;
+        let status = self.store.reopen(node, from, to, Timestamp::now()).await?;
+        self.publish(&status, Some(from));
+        Ok(status)
+    }
+
     /// Ends `node`'s introspection with `outcome`, from whatever state it
     /// is in if the state machine allows it. `Ok(None)`: it had already
     /// ended (or moved somewhere `outcome` cannot follow) and nothing

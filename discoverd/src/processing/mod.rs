@@ -6,9 +6,11 @@
 mod error;
 mod finish;
 pub mod payload;
+mod reapply;
 
 pub use error::ProcessError;
 pub use payload::{Data, LookupAttrs, PayloadError, lookup_attributes, normalize, type_name};
+pub use reapply::ReapplyError;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,8 +24,8 @@ use crate::backoff::BackoffSettings;
 use crate::domain::{NodeId, State, Transition};
 use crate::hooks::{HookChain, HookContext};
 use crate::introspection::{Lifecycle, MoveError, Outcome, ipmi_option, ipmi_reply};
-use crate::ironic::{IronicClient, IronicError, Node, Port, within_budget};
-use crate::store::{LookupKey, Status, StoreError};
+use crate::ironic::{IronicClient, IronicError, Node, PatchOp, Port, within_budget};
+use crate::store::{DataKind, LookupKey, Status, StoreError};
 use crate::tasks::Tasks;
 
 /// Settings the processing flow reads.
@@ -43,6 +45,8 @@ pub struct ProcessSettings {
     /// the report is answered 503 (the ramdisk retries). Shorter than the
     /// background flows' budget: the ramdisk is waiting for the answer.
     pub request_retry_budget: Duration,
+    /// Keep raw and processed data in the store (`store_data = database`).
+    pub store_data: bool,
 }
 
 impl Default for ProcessSettings {
@@ -52,6 +56,7 @@ impl Default for ProcessSettings {
             power_poll: BackoffSettings::default(),
             report_hold: Duration::from_secs(30),
             request_retry_budget: Duration::from_secs(10),
+            store_data: false,
         }
     }
 }
@@ -102,6 +107,7 @@ impl Processor {
 
     /// Handles one report; returns the reply for the ramdisk.
     pub async fn process(&self, body: Value) -> Result<Value, ProcessError> {
+        let raw = self.settings.store_data.then(|| body.clone());
         let mut data = normalize(body)?;
         // Errors before lookup cannot be recorded: no node is known yet.
         self.hooks.before_processing(&mut data)?;
@@ -127,6 +133,9 @@ impl Processor {
                     },
                     MoveError::Store(s) => ProcessError::Store(s),
                 })?;
+            if let Some(raw) = &raw {
+                self.keep_data(node, DataKind::Raw, raw).await;
+            }
             let budget = self.settings.request_retry_budget;
             match within_budget(budget, self.update(node, &data)).await {
                 Ok(reply) => Ok(reply),
@@ -192,9 +201,52 @@ impl Processor {
         }
     }
 
+    /// Stores introspection data when `store_data` asks; a failure is
+    /// logged, not the node's (the data is for the operator).
+    async fn keep_data(&self, node: NodeId, kind: DataKind, data: &Value) {
+        if !self.settings.store_data {
+            return;
+        }
+        if let Err(e) = self.lifecycle.store().put_data(node, kind, data).await {
+            tracing::warn!(node = %node, "{} introspection data not stored: {e}", kind.as_str());
+        }
+    }
+
     /// §5.3: ports, hooks, node and port patches, then the reply and the
     /// finishing steps in the background.
     async fn update(&self, id: NodeId, data: &Data) -> Result<Value, ProcessError> {
+        let uuid = id.to_string();
+        let (node, node_ops) = self.apply(id, data).await?;
+        self.keep_data(id, DataKind::Processed, &Value::Object(data.clone()))
+            .await;
+        let options = self.lifecycle.store().options(id).await?;
+        // The uuid is ironic-inspector's addition; 1.0 ramdisks ignore it.
+        let this = self.clone();
+        let span = tracing::Span::current();
+        Ok(match ipmi_option(&options) {
+            Some(opt) => {
+                let mut r = ipmi_reply(&node, opt);
+                r["uuid"] = json!(uuid);
+                self.tasks.spawn(
+                    "wait_for_power_management",
+                    async move { this.wait_for_power_management(id, node_ops).await }.instrument(span),
+                );
+                r
+            }
+            None => {
+                self.tasks.spawn(
+                    "finish",
+                    async move { this.finish(id, node_ops).await }.instrument(span),
+                );
+                json!({"uuid": uuid})
+            }
+        })
+    }
+
+    /// Ports, hooks and port patches; the node as Ironic had it before and
+    /// the hooks' node changes, which the caller sends (the finish, in its
+    /// one PATCH after power-off; a reapply, at once).
+    async fn apply(&self, id: NodeId, data: &Data) -> Result<(Node, Vec<PatchOp>), ProcessError> {
         let uuid = id.to_string();
         let fail = |what: &'static str| {
             move |source: IronicError| ProcessError::Ironic {
@@ -224,34 +276,12 @@ impl Processor {
                     .map_err(fail("update a port"))?;
             }
         }
-        let options = self.lifecycle.store().options(id).await?;
         tracing::info!(
             ports = ports.len(),
             properties = patches.node.len(),
             "node updated"
         );
-        // The uuid is ironic-inspector's addition; 1.0 ramdisks ignore it.
-        let this = self.clone();
-        let node_ops = patches.node;
-        let span = tracing::Span::current();
-        Ok(match ipmi_option(&options) {
-            Some(opt) => {
-                let mut r = ipmi_reply(&node, opt);
-                r["uuid"] = json!(uuid);
-                self.tasks.spawn(
-                    "wait_for_power_management",
-                    async move { this.wait_for_power_management(id, node_ops).await }.instrument(span),
-                );
-                r
-            }
-            None => {
-                self.tasks.spawn(
-                    "finish",
-                    async move { this.finish(id, node_ops).await }.instrument(span),
-                );
-                json!({"uuid": uuid})
-            }
-        })
+        Ok((node, patches.node))
     }
 
     /// Every port of the node: those Ironic has, plus one created for

@@ -182,6 +182,13 @@ pub trait NodeStore: Send + Sync + fmt::Debug {
         at: Timestamp,
     ) -> Result<Ended, StoreError>;
 
+    /// Reopens an ended introspection (state `from`, `finished` or
+    /// `error`) in state `to` (not final) to work on its stored data
+    /// again (reapply): started anew at `at`, not finished, no error. It
+    /// gets no lookup attributes; its data stays.
+    async fn reopen(&self, node: NodeId, from: State, to: State, at: Timestamp)
+    -> Result<Status, StoreError>;
+
     /// The status of one node.
     async fn get(&self, node: NodeId) -> Result<Status, StoreError>;
 

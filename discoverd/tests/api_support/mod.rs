@@ -109,3 +109,9 @@ impl Env {
 pub fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
+
+/// A discoverd 1.0 style report for the node `add_node` made with `bmc`/`mac`.
+pub fn report(bmc: &str, mac: &str) -> Value {
+    serde_json::json!({"ipmi_address": bmc, "interfaces": {"eth0": {"mac": mac, "ip": "192.0.2.10"}},
+           "cpus": 2, "cpu_arch": "x86_64", "memory_mb": 2048, "local_gb": 20})
+}

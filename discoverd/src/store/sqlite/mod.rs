@@ -265,6 +265,34 @@ impl NodeStore for SqliteStore {
         .await
     }
 
+    async fn reopen(
+        &self,
+        node: NodeId,
+        from: State,
+        to: State,
+        at: Timestamp,
+    ) -> Result<Status, StoreError> {
+        self.write(
+            "reopen an introspection",
+            move |tx| {
+                let actual = tx.state(node)?;
+                if actual != Some(from) || !from.is_final() || to.is_final() {
+                    return Err(StoreError::StateChanged {
+                        node,
+                        expected: Some(from),
+                        actual,
+                    });
+                }
+                tx.reopen(node, to, at)?;
+                tx.status(node)?.ok_or(StoreError::NotFound(node))
+            },
+            |m, s| {
+                m.statuses.insert(s.node, s.clone());
+            },
+        )
+        .await
+    }
+
     async fn get(&self, node: NodeId) -> Result<Status, StoreError> {
         self.mirror()
             .statuses

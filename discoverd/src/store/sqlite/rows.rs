@@ -143,6 +143,17 @@ impl Tx<'_> {
             .map_err(self.err("change a state"))
     }
 
+    /// An ended node in state `to` again: started at `at`, not finished.
+    pub fn reopen(&self, node: NodeId, to: State, at: Timestamp) -> Result<(), StoreError> {
+        self.tx
+            .execute(
+                "UPDATE nodes SET state = ?2, started_at = ?3, finished_at = NULL, error = NULL WHERE uuid = ?1",
+                params![node.to_string(), to.as_str(), secs(at)],
+            )
+            .map(drop)
+            .map_err(self.err("reopen an introspection"))
+    }
+
     /// Marks the end and forgets the node's attributes and options.
     pub fn end(&self, node: NodeId, error: Option<&str>, at: Timestamp) -> Result<(), StoreError> {
         let state = if error.is_some() {
