@@ -167,6 +167,8 @@ pub struct Config {
     pub can_manage_boot: bool,
     /// Where introspection data is kept for `GET .../data`.
     pub store_data: StoreData,
+    /// Between keep-alive comments on an idle `GET /v1/events` stream.
+    pub events_keep_alive: Duration,
 }
 
 /// The `store_data` option.
@@ -300,6 +302,7 @@ impl Config {
             introspection_delay: introspection_delay(s)?,
             can_manage_boot: s.boolean("can_manage_boot", true)?,
             store_data: s.parsed("store_data", StoreData::None)?,
+            events_keep_alive: positive(s, "events_keep_alive", 15.0)?,
         };
         // `authenticate` is read inside auth_strategy(); everything else
         // present in the section must have been asked for by now.

@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod data;
 pub mod error;
+pub mod events;
 pub mod health;
 pub mod introspection;
 pub mod metrics;
@@ -86,7 +87,8 @@ fn operator_routes(app: &App) -> Router<App> {
             "/v1/introspection/{uuid}/data/unprocessed",
             get(data::unprocessed).post(data::reapply),
         )
-        .route("/v1/discover", post(introspection::discover));
+        .route("/v1/discover", post(introspection::discover))
+        .route("/v1/events", get(events::events));
     let routes = if app.config.metrics_public {
         routes
     } else {
