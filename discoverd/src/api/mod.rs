@@ -10,6 +10,7 @@ pub mod events;
 pub mod health;
 pub mod introspection;
 pub mod metrics;
+pub mod openapi;
 pub mod ramdisk;
 pub mod versions;
 
@@ -114,6 +115,7 @@ pub fn router(app: App) -> Router {
     Router::new()
         .route("/", get(versions::root))
         .route("/v1", get(versions::v1))
+        .route("/v1/openapi.json", get(openapi::serve))
         .route("/{version}", get(versions::other_version))
         .route("/v1/continue", post(ramdisk::continue_))
         .route("/healthz", get(health::healthz))
