@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod notify;
 pub mod periodic;
 pub mod processing;
+pub mod rules;
 pub mod server;
 pub mod store;
 pub mod tasks;

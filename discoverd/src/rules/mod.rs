@@ -1,0 +1,197 @@
+//! Introspection rules: ironic-inspector's v1 DSL (successors.md §2) as
+//! pure code. A [`Rule`] is validated once, at creation ([`Rule::parse`]);
+//! [`apply`] checks the scope and the conditions of every rule on the same
+//! data first, then runs the actions of every match in order, and returns
+//! what they change ([`Effects`]) for the processing flow to send.
+//!
+//! See docs/rules.md for the syntax and where it differs from the
+//! inspector (regex dialect, path subset, formatting).
+
+mod action;
+mod condition;
+mod format;
+mod path;
+
+pub use action::{Action, ActionError, Effects};
+pub use condition::{Condition, Scheme};
+pub use format::FormatError;
+pub use path::{Path, PathError};
+
+use serde_json::{Map, Value};
+
+/// Limits on what one rule may hold (a bigger one is refused with a 400).
+pub const MAX_CONDITIONS: usize = 256;
+pub const MAX_ACTIONS: usize = 256;
+pub const MAX_SCOPE: usize = 255;
+pub const MAX_DESCRIPTION: usize = 4096;
+
+/// Why a rule is refused at creation; the text is the 400's message and
+/// names the culprit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuleError {
+    #[error("Invalid rule: {0}")]
+    Body(String),
+    #[error("Invalid UUID value")]
+    Uuid,
+    #[error("Invalid scope: the length of the scope should be within 255 characters")]
+    Scope,
+    #[error("Validation failed for conditions: conditions[{index}]: {reason}")]
+    Condition { index: usize, reason: String },
+    #[error("Validation failed for actions: {0}")]
+    Actions(String),
+    #[error("Validation failed for actions: actions[{index}]: {reason}")]
+    Action { index: usize, reason: String },
+}
+
+/// One validated rule.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub uuid: String,
+    pub description: Option<String>,
+    pub scope: Option<String>,
+    pub conditions: Vec<Condition>,
+    pub actions: Vec<Action>,
+}
+
+fn opt_string(body: &Map<String, Value>, key: &str, max: usize) -> Result<Option<String>, RuleError> {
+    match body.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.len() <= max => Ok(Some(s.clone())),
+        Some(Value::String(_)) if key == "scope" => Err(RuleError::Scope),
+        Some(other) => Err(RuleError::Body(format!(
+            "{key} must be a string of at most {max} bytes, got {}",
+            crate::processing::type_name(other)
+        ))),
+    }
+}
+
+fn list<'v>(body: &'v Map<String, Value>, key: &str) -> Result<&'v [Value], RuleError> {
+    match body.get(key) {
+        None | Some(Value::Null) => Ok(&[]),
+        Some(Value::Array(a)) => Ok(a),
+        Some(other) => Err(RuleError::Body(format!(
+            "{key} must be a list, got {}",
+            crate::processing::type_name(other)
+        ))),
+    }
+}
+
+impl Rule {
+    /// Validates a rule as the API receives it; `uuid` is generated when
+    /// absent.
+    pub fn parse(body: &Value) -> Result<Rule, RuleError> {
+        let body = body
+            .as_object()
+            .ok_or_else(|| RuleError::Body("the body must be a JSON object".into()))?;
+        let uuid = match body.get("uuid") {
+            None | Some(Value::Null) => uuid::Uuid::new_v4().to_string(),
+            Some(Value::String(s)) if s.is_empty() => uuid::Uuid::new_v4().to_string(),
+            Some(Value::String(s)) => uuid::Uuid::parse_str(s).map_err(|_| RuleError::Uuid)?.to_string(),
+            Some(_) => return Err(RuleError::Uuid),
+        };
+        let description = opt_string(body, "description", MAX_DESCRIPTION)?;
+        let scope = opt_string(body, "scope", MAX_SCOPE)?.filter(|s| !s.is_empty());
+        let conds = list(body, "conditions")?;
+        if conds.len() > MAX_CONDITIONS {
+            return Err(RuleError::Body(format!("more than {MAX_CONDITIONS} conditions")));
+        }
+        let conditions = conds
+            .iter()
+            .enumerate()
+            .map(|(index, c)| Condition::parse(c).map_err(|reason| RuleError::Condition { index, reason }))
+            .collect::<Result<_, _>>()?;
+        let acts = list(body, "actions")?;
+        if acts.is_empty() {
+            return Err(RuleError::Actions(
+                "[] is too short: a rule needs at least one action".into(),
+            ));
+        }
+        if acts.len() > MAX_ACTIONS {
+            return Err(RuleError::Body(format!("more than {MAX_ACTIONS} actions")));
+        }
+        let actions = acts
+            .iter()
+            .enumerate()
+            .map(|(index, a)| Action::parse(a).map_err(|reason| RuleError::Action { index, reason }))
+            .collect::<Result<_, _>>()?;
+        Ok(Rule {
+            uuid,
+            description,
+            scope,
+            conditions,
+            actions,
+        })
+    }
+
+    /// The inspector's representation (`short`: without conditions and
+    /// actions, as in the list).
+    pub fn as_json(&self, short: bool) -> Value {
+        let mut m = Map::new();
+        m.insert("uuid".into(), self.uuid.clone().into());
+        m.insert("description".into(), self.description.clone().into());
+        m.insert("scope".into(), self.scope.clone().into());
+        if !short {
+            m.insert(
+                "conditions".into(),
+                self.conditions.iter().map(Condition::as_json).collect(),
+            );
+            m.insert(
+                "actions".into(),
+                self.actions.iter().map(Action::as_json).collect(),
+            );
+        }
+        Value::Object(m)
+    }
+
+    /// What `description` falls back to in logs.
+    pub fn name(&self) -> &str {
+        self.description.as_deref().unwrap_or(&self.uuid)
+    }
+
+    fn in_scope(&self, node: &Value) -> bool {
+        match &self.scope {
+            None => true,
+            Some(s) => {
+                node.pointer("/properties/inspection_scope")
+                    .and_then(Value::as_str)
+                    == Some(s)
+            }
+        }
+    }
+
+    fn matches(&self, node: &Value, data: &Value) -> bool {
+        self.in_scope(node)
+            && self.conditions.iter().all(|c| {
+                c.holds(match c.scheme {
+                    Scheme::Data => data,
+                    Scheme::Node => node,
+                })
+            })
+    }
+}
+
+/// Runs `rules` (in creation order) on a node (as Ironic's JSON, with
+/// `properties`) and the processed data. Every rule's scope and
+/// conditions are checked before any action runs; the actions of the
+/// matching rules then run in order on a working copy of the node. The
+/// first failing action (a `fail`, or a value that cannot be formatted)
+/// stops with its error; nothing is to be sent then.
+pub fn apply<'r>(
+    rules: impl IntoIterator<Item = &'r Rule>,
+    node: &Value,
+    data: &Value,
+) -> Result<Effects, ActionError> {
+    let matching: Vec<&Rule> = rules.into_iter().filter(|r| r.matches(node, data)).collect();
+    let mut working = node.clone();
+    let mut out = Effects::default();
+    for rule in matching {
+        tracing::info!(rule = rule.name(), "applying rule");
+        for action in &rule.actions {
+            action.apply(&mut working, data, &mut out)?;
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests;
