@@ -21,6 +21,21 @@ async fn sqlite_passes_the_conformance_suite() -> anyhow::Result<()> {
     .await
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_passes_the_rule_conformance_suite() -> anyhow::Result<()> {
+    use discoverd::store::rules::RuleStore;
+    let dir = tempfile::tempdir()?;
+    let n = std::sync::atomic::AtomicUsize::new(0);
+    test_support::rule_conformance::run(|| {
+        let path = dir.path().join(format!(
+            "rules-{}/discoverd.sqlite",
+            n.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        async move { Ok(Arc::new(SqliteStore::open(&path).await?) as Arc<dyn RuleStore>) }
+    })
+    .await
+}
+
 #[tokio::test]
 async fn the_memory_mirror_matches_the_file_after_every_kind_of_write() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;

@@ -5,6 +5,7 @@
 
 pub mod fake_ironic;
 pub mod fake_keystone;
+pub mod rule_conformance;
 pub mod store_conformance;
 
 pub use fake_ironic::{Call, FakeIronic, Fault};

@@ -8,6 +8,7 @@
 //! it read, and the store refuses ([`StoreError::StateChanged`]) if the
 //! node has moved since, so two flows (or two daemons) never both win.
 
+pub mod rules;
 pub mod sqlite;
 
 use std::collections::{BTreeMap, HashSet};

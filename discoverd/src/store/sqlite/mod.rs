@@ -9,6 +9,7 @@
 
 mod mirror;
 mod rows;
+mod rules;
 pub mod schema;
 
 use std::collections::HashSet;

@@ -21,6 +21,10 @@ const MIGRATIONS: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS data (uuid TEXT NOT NULL, kind TEXT NOT NULL, value TEXT NOT NULL,
                                       PRIMARY KEY (uuid, kind));
      CREATE INDEX IF NOT EXISTS nodes_started_at ON nodes (started_at);",
+    // 3: introspection rules (ironic-inspector's /v1/rules), in creation
+    // order: `seq` never reuses a deleted rule's number.
+    "CREATE TABLE IF NOT EXISTS rules (seq INTEGER PRIMARY KEY AUTOINCREMENT, uuid TEXT NOT NULL UNIQUE,
+                                       body TEXT NOT NULL);",
 ];
 
 /// How many migrations this build knows.
