@@ -21,36 +21,34 @@ impl RuleStore for SqliteStore {
             return Err(RuleStoreError::TooLarge(text.len()));
         }
         let uuid = rule.uuid.clone();
-        let out = self
-            .write(
-                "create a rule",
-                move |tx| {
-                    let action = "create a rule";
-                    let err = |e| backend(action, tx.path, e);
-                    let count: i64 = tx
-                        .tx
-                        .query_row("SELECT COUNT(*) FROM rules", [], |r| r.get(0))
-                        .map_err(err)?;
-                    if usize::try_from(count).unwrap_or(usize::MAX) >= MAX_RULES {
-                        return Ok(Err(RuleStoreError::TooMany));
-                    }
-                    let n = tx
-                        .tx
-                        .execute(
-                            "INSERT OR IGNORE INTO rules (uuid, body) VALUES (?1, ?2)",
-                            params![uuid, text],
-                        )
-                        .map_err(err)?;
-                    Ok(if n == 0 {
-                        Err(RuleStoreError::Exists(uuid))
-                    } else {
-                        Ok(())
-                    })
-                },
-                |_, _| {},
-            )
-            .await?;
-        out
+        self.write(
+            "create a rule",
+            move |tx| {
+                let action = "create a rule";
+                let err = |e| backend(action, tx.path, e);
+                let count: i64 = tx
+                    .tx
+                    .query_row("SELECT COUNT(*) FROM rules", [], |r| r.get(0))
+                    .map_err(err)?;
+                if usize::try_from(count).unwrap_or(usize::MAX) >= MAX_RULES {
+                    return Ok(Err(RuleStoreError::TooMany));
+                }
+                let n = tx
+                    .tx
+                    .execute(
+                        "INSERT OR IGNORE INTO rules (uuid, body) VALUES (?1, ?2)",
+                        params![uuid, text],
+                    )
+                    .map_err(err)?;
+                Ok(if n == 0 {
+                    Err(RuleStoreError::Exists(uuid))
+                } else {
+                    Ok(())
+                })
+            },
+            |_, _| {},
+        )
+        .await?
     }
 
     async fn list_rules(&self) -> Result<Vec<StoredRule>, RuleStoreError> {
