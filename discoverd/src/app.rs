@@ -20,6 +20,8 @@ use crate::keystone::{KeystoneError, Session, SessionTokens};
 use crate::metrics::Metrics;
 use crate::periodic::{self, PeriodicSettings};
 use crate::processing::{ProcessSettings, Processor};
+use crate::rules::RuleBook;
+use crate::store::rules::RuleStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{NodeStore, StoreError};
 use crate::tasks::Tasks;
@@ -60,6 +62,8 @@ pub struct App {
     pub metrics: Metrics,
     pub bus: EventBus,
     pub tasks: Tasks,
+    /// Introspection rules (`None` when the database cannot hold them).
+    pub rules: Option<RuleBook>,
 }
 
 /// Why the daemon could not start.
@@ -151,7 +155,17 @@ impl App {
             metrics,
             bus,
             tasks,
+            rules: None,
         })
+    }
+
+    /// Keeps the introspection rules in `store` (the API serves them and
+    /// processing applies them).
+    pub fn with_rules(mut self, store: Arc<dyn RuleStore>) -> Self {
+        let book = RuleBook::new(store);
+        self.processor = self.processor.with_rules(book.clone());
+        self.rules = Some(book);
+        self
     }
 
     /// The periodic tasks' settings from the config.
@@ -236,12 +250,14 @@ pub async fn run(
 ) -> Result<(), StartupError> {
     let session = Session::from_config(&config)?;
     let auth = Authenticator::from_config(&config, session.clone())?;
-    let store: Arc<dyn NodeStore> = Arc::new(SqliteStore::open(&config.database).await?);
+    let sqlite = Arc::new(SqliteStore::open(&config.database).await?);
+    let store: Arc<dyn NodeStore> = sqlite.clone();
     let ironic = ironic_client(&config, session).await?;
     check_ironic(&ironic, &config).await?;
     let firewall = Firewall::new(firewall_settings(&config));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let app = App::new(config, store, ironic, firewall, auth, Timings::default(), stop_rx)?;
+    let app =
+        App::new(config, store, ironic, firewall, auth, Timings::default(), stop_rx)?.with_rules(sqlite);
     tracing::info!(hooks = ?app.processor.hooks().names(), "processing hooks");
     app.firewall.spawn_reconnector(app.tasks.stopping());
     resume(&app).await?;

@@ -89,6 +89,10 @@ impl FakeIronic {
             .route("/v1/nodes/{uuid}/ports", get(node_ports))
             .route("/v1/nodes/{uuid}/management/boot_device", put(boot_device))
             .route("/v1/nodes/{uuid}/states/power", put(power))
+            .route(
+                "/v1/nodes/{uuid}/traits/{name}",
+                put(add_trait).delete(remove_trait),
+            )
             .route("/v1/ports", get(all_ports).post(create_port))
             .route("/v1/ports/{uuid}", patch(patch_port))
             .layer(axum::middleware::from_fn_with_state(
@@ -455,6 +459,39 @@ async fn boot_device(State(s): State<Shared>, Path(uuid): Path<String>) -> Respo
         return ironic_error(StatusCode::NOT_FOUND, &format!("Node {uuid} could not be found."));
     }
     StatusCode::NO_CONTENT.into_response()
+}
+
+/// `PUT /v1/nodes/{uuid}/traits/{name}` (API 1.37): kept in the node's
+/// `traits` list.
+async fn add_trait(State(s): State<Shared>, Path((uuid, name)): Path<(String, String)>) -> Response {
+    let mut g = lock(&s);
+    let Some(node) = g.nodes.get_mut(&uuid) else {
+        return ironic_error(StatusCode::NOT_FOUND, &format!("Node {uuid} could not be found."));
+    };
+    if !node["traits"].is_array() {
+        node["traits"] = json!([]);
+    }
+    if let Some(t) = node["traits"].as_array_mut()
+        && !t.contains(&json!(name))
+    {
+        t.push(json!(name));
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// `DELETE /v1/nodes/{uuid}/traits/{name}`: 404 when the node lacks it.
+async fn remove_trait(State(s): State<Shared>, Path((uuid, name)): Path<(String, String)>) -> Response {
+    let mut g = lock(&s);
+    let Some(node) = g.nodes.get_mut(&uuid) else {
+        return ironic_error(StatusCode::NOT_FOUND, &format!("Node {uuid} could not be found."));
+    };
+    match node["traits"].as_array_mut() {
+        Some(t) if t.contains(&json!(name)) => {
+            t.retain(|x| *x != json!(name));
+            StatusCode::NO_CONTENT.into_response()
+        }
+        _ => ironic_error(StatusCode::NOT_FOUND, &format!("Node {uuid} has no trait {name}")),
+    }
 }
 
 async fn power(

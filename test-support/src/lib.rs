@@ -55,7 +55,7 @@ impl TestApp {
             power_poll: Duration::from_millis(10),
             report_hold: Duration::from_secs(10),
         };
-        let app = App::new(config, store, ironic, firewall, auth, timings, rx)?;
+        let app = App::new(config, store.clone(), ironic, firewall, auth, timings, rx)?.with_rules(store);
         let router = discoverd::api::router(app.clone());
         Ok(TestApp {
             app,

@@ -8,7 +8,9 @@ use serde_json::json;
 
 use crate::introspection::{AbortError, StartError};
 use crate::processing::{ProcessError, ReapplyError};
+use crate::rules::RuleBookError;
 use crate::store::StoreError;
+use crate::store::rules::RuleStoreError;
 
 /// An error answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,7 +119,9 @@ impl From<ProcessError> for ApiError {
     fn from(e: ProcessError) -> Self {
         match e {
             ProcessError::Store(s) => s.into(),
-            ProcessError::Payload(_) | ProcessError::Hook(_) => ApiError::bad_request(e.to_string()),
+            ProcessError::Payload(_) | ProcessError::Hook(_) | ProcessError::Rules(_) => {
+                ApiError::bad_request(e.to_string())
+            }
             ProcessError::StillStarting { .. } => ApiError::unavailable(e.to_string()),
             ProcessError::Busy { .. } => ApiError::new(StatusCode::CONFLICT, e.to_string()),
             ProcessError::NotInIronic { .. } => ApiError::not_found(e.to_string()),
@@ -147,6 +151,23 @@ impl From<ReapplyError> for ApiError {
             ReapplyError::StoreDisabled => ApiError::bad_request(e.to_string()),
             ReapplyError::NoData(_) => ApiError::not_found(e.to_string()),
             ReapplyError::Busy { .. } => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+        }
+    }
+}
+
+impl From<RuleBookError> for ApiError {
+    fn from(e: RuleBookError) -> Self {
+        match e {
+            RuleBookError::Invalid(_) => ApiError::bad_request(e.to_string()),
+            RuleBookError::Store(RuleStoreError::Exists(_)) => {
+                ApiError::new(StatusCode::CONFLICT, e.to_string())
+            }
+            RuleBookError::Store(RuleStoreError::NotFound(_)) => ApiError::not_found(e.to_string()),
+            RuleBookError::Store(RuleStoreError::TooMany) => ApiError::bad_request(e.to_string()),
+            RuleBookError::Store(RuleStoreError::TooLarge(_)) => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
+            }
+            RuleBookError::Store(RuleStoreError::Store(s)) => s.into(),
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod introspection;
 pub mod metrics;
 pub mod openapi;
 pub mod ramdisk;
+pub mod rules;
 pub mod versions;
 
 pub use error::ApiError;
@@ -89,7 +90,8 @@ fn operator_routes(app: &App) -> Router<App> {
             get(data::unprocessed).post(data::reapply),
         )
         .route("/v1/discover", post(introspection::discover))
-        .route("/v1/events", get(events::events));
+        .route("/v1/events", get(events::events))
+        .merge(rules::routes());
     let routes = if app.config.metrics_public {
         routes
     } else {

@@ -356,6 +356,61 @@ impl IronicClient {
     }
 }
 
+/// Node traits (introspection rules' `add-trait` / `remove-trait`). They
+/// need Ironic API 1.37: sent with at least that version whatever
+/// `ironic_api_version` says.
+impl IronicClient {
+    const TRAITS_VERSION: (u32, u32) = (1, 37);
+
+    fn with_traits_version(&self) -> Self {
+        let parse = |v: &str| {
+            v.split_once('.')
+                .and_then(|(a, b)| Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?)))
+        };
+        let (maj, min) = Self::TRAITS_VERSION;
+        match parse(&self.api_version) {
+            Some(v) if v >= Self::TRAITS_VERSION => self.clone(),
+            _ => IronicClient {
+                api_version: format!("{maj}.{min}"),
+                ..self.clone()
+            },
+        }
+    }
+
+    /// `PUT /v1/nodes/{uuid}/traits/{trait}` (repeating it is harmless).
+    pub async fn add_node_trait(&self, uuid: &str, name: &str) -> Result<(), IronicError> {
+        self.with_traits_version()
+            .call(&Req {
+                call: "add_node_trait",
+                method: Method::PUT,
+                path: &format!("/v1/nodes/{uuid}/traits/{name}"),
+                template: "/v1/nodes/{uuid}/traits/{trait}",
+                body: None,
+            })
+            .await
+            .map(drop)
+    }
+
+    /// `DELETE /v1/nodes/{uuid}/traits/{trait}`; a trait the node does not
+    /// have is not an error (as the inspector), so a replay is harmless.
+    pub async fn remove_node_trait(&self, uuid: &str, name: &str) -> Result<(), IronicError> {
+        match self
+            .with_traits_version()
+            .call(&Req {
+                call: "remove_node_trait",
+                method: Method::DELETE,
+                path: &format!("/v1/nodes/{uuid}/traits/{name}"),
+                template: "/v1/nodes/{uuid}/traits/{trait}",
+                body: None,
+            })
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,6 +15,9 @@ pub enum ProcessError {
     Payload(#[from] PayloadError),
     #[error(transparent)]
     Hook(#[from] HookError),
+    /// An introspection rule failed the node (or the rules could not be read).
+    #[error(transparent)]
+    Rules(#[from] crate::rules::ApplyError),
     /// Lookup failed, or the store failed.
     #[error(transparent)]
     Store(#[from] StoreError),

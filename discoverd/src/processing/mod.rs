@@ -7,6 +7,7 @@ mod error;
 mod finish;
 pub mod payload;
 mod reapply;
+mod rules;
 
 pub use error::ProcessError;
 pub use payload::{Data, LookupAttrs, PayloadError, lookup_attributes, normalize, type_name};
@@ -69,6 +70,8 @@ pub struct Processor {
     hooks: Arc<HookChain>,
     settings: ProcessSettings,
     tasks: Tasks,
+    /// Introspection rules, applied after the hooks (`processing/rules.rs`).
+    rules: Option<crate::rules::RuleBook>,
 }
 
 /// The lookup attributes of a report, as the store compares them.
@@ -98,6 +101,7 @@ impl Processor {
             hooks,
             settings,
             tasks,
+            rules: None,
         }
     }
 
@@ -261,13 +265,16 @@ impl Processor {
             Err(source) => return Err(ProcessError::IronicGet { node: id, source }),
         };
         let ports = self.ports(id, &node, data).await?;
-        let patches = self.hooks.before_update(&HookContext {
+        let mut patches = self.hooks.before_update(&HookContext {
             node: &node,
             ports: &ports,
             data,
         })?;
-        // The node's own changes are sent with the finishing marks, in one
-        // PATCH after power-off (finish.rs): two node PATCHes per run.
+        let rules = self.apply_rules(&node, &mut patches.node, data).await?;
+        self.send_traits(id, &rules).await?;
+        // The node's own changes (the hooks' and the rules') are sent with
+        // the finishing marks, in one PATCH after power-off (finish.rs):
+        // two node PATCHes per run.
         for (mac, ops) in &patches.ports {
             if let Some(port) = ports.iter().find(|p| p.address.eq_ignore_ascii_case(mac)) {
                 self.ironic

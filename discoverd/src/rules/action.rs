@@ -144,6 +144,16 @@ impl Action {
                 }),
             "add-trait" | "remove-trait" => check_params(&params, &["name"], &[]).and_then(|()| {
                 let name = string(&params, "name")?;
+                // Ironic's trait syntax; the name goes into a URL path.
+                if name.len() > 255
+                    || !name
+                        .bytes()
+                        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+                {
+                    return Err(format!(
+                        "name {name:?} is not a trait (A-Z, 0-9 and _, at most 255)"
+                    ));
+                }
                 Ok(if act == "add-trait" {
                     Action::AddTrait { name }
                 } else {
@@ -312,4 +322,26 @@ fn set(node: &mut Value, path: &str, value: Value) {
         }
         cur = m.entry(part).or_insert_with(|| Value::Object(Map::new()));
     }
+}
+
+/// `node` with JSON-patch `ops` applied (objects made on the way; a
+/// remove of a missing path does nothing): what rules see of a node that
+/// the hooks' patches are about to change.
+pub fn patched(node: &Value, ops: &[PatchOp]) -> Value {
+    let mut v = node.clone();
+    for op in ops {
+        match op {
+            PatchOp::Add { path, value } | PatchOp::Replace { path, value } => {
+                set(&mut v, path, value.clone())
+            }
+            PatchOp::Remove { path } => {
+                if let Some((parent, key)) = path.rsplit_once('/')
+                    && let Some(Value::Object(m)) = v.pointer_mut(parent)
+                {
+                    m.remove(&key.replace("~1", "/").replace("~0", "~"));
+                }
+            }
+        }
+    }
+    v
 }

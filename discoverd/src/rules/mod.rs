@@ -8,11 +8,13 @@
 //! inspector (regex dialect, path subset, formatting).
 
 mod action;
+mod book;
 mod condition;
 mod format;
 mod path;
 
-pub use action::{Action, ActionError, Effects};
+pub use action::{Action, ActionError, Effects, patched};
+pub use book::{RuleBook, RuleBookError};
 pub use condition::{Condition, Scheme};
 pub use format::FormatError;
 pub use path::{Path, PathError};
@@ -191,6 +193,43 @@ pub fn apply<'r>(
         }
     }
     Ok(out)
+}
+
+/// Why rules could not be applied to a node: they could not be read, or
+/// an action failed (a `fail` rule among them). Either fails the node.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("Failed to read the introspection rules: {0}")]
+    Load(#[from] RuleBookError),
+    #[error(transparent)]
+    Action(#[from] ActionError),
+}
+
+/// The node as rules' `node://` fields see it: Ironic's fields as
+/// discoverd reads them, plus `id` (openstacksdk's name for the UUID).
+pub fn node_json(node: &crate::ironic::Node) -> Value {
+    let mut v = serde_json::to_value(node).unwrap_or_else(|_| Value::Object(Map::new()));
+    v["id"] = Value::String(node.uuid.clone());
+    v
+}
+
+impl RuleBook {
+    /// Every stored rule applied to `node`, as it will be once `pending`
+    /// (the hooks' node patches) is sent, and the processed `data`. The
+    /// processing flow and the reapply flow both call this.
+    pub async fn apply(
+        &self,
+        node: &crate::ironic::Node,
+        pending: &[crate::ironic::PatchOp],
+        data: &Value,
+    ) -> Result<Effects, ApplyError> {
+        let rules = self.all().await?;
+        if rules.is_empty() {
+            return Ok(Effects::default());
+        }
+        let node = patched(&node_json(node), pending);
+        Ok(apply(rules.iter(), &node, data)?)
+    }
 }
 
 #[cfg(test)]
