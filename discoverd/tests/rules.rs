@@ -289,3 +289,54 @@ async fn a_fail_rule_ends_the_introspection_with_its_message() -> anyhow::Result
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ramdisk_error_fails_the_node_at_once() -> anyhow::Result<()> {
+    let fake = FakeIronic::start().await?;
+    fake.add_node(NODE, "10.0.0.1");
+    let t = TestApp::new(
+        &fake.url(),
+        "processing_hooks = ramdisk_error,scheduler,validate_interfaces",
+    )
+    .await?;
+    let r = &t.router;
+    let (code, _) = call(r, Method::POST, &format!("/v1/introspection/{NODE}"), None).await?;
+    anyhow::ensure!(code == StatusCode::ACCEPTED);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, s) = call(r, Method::GET, &format!("/v1/introspection/{NODE}"), None).await?;
+        if s["state"] == "waiting" {
+            break;
+        }
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "never waiting: {s}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut body = report();
+    body["error"] = json!("collector 'lldp' failed");
+    let (code, v) = call(r, Method::POST, "/v1/continue", Some(body)).await?;
+    let want = "Ramdisk reported error: collector 'lldp' failed";
+    anyhow::ensure!(
+        code == StatusCode::BAD_REQUEST && v["error"]["message"] == want,
+        "{code} {v}"
+    );
+    // Recorded before the answer: no wait for the timeout.
+    let (_, s) = call(r, Method::GET, &format!("/v1/introspection/{NODE}"), None).await?;
+    anyhow::ensure!(
+        s["state"] == "error" && s["finished"] == true && s["error"] == want,
+        "{s}"
+    );
+    // Two failures are reported together, as the inspector words it.
+    let (_, v) = call(
+        r,
+        Method::POST,
+        "/v1/continue",
+        Some(json!({"error": "boom", "ipmi_address": "10.9.9.9"})),
+    )
+    .await?;
+    let msg = v["error"]["message"].as_str().unwrap_or_default();
+    anyhow::ensure!(
+        msg.starts_with("The following failures happened during running pre-processing hooks:\nPreprocessing hook ramdisk_error: Ramdisk reported error: boom\n"),
+        "{v}"
+    );
+    Ok(())
+}

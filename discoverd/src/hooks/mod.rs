@@ -118,6 +118,15 @@ impl HookChain {
         self.hooks.iter().try_for_each(|h| h.before_processing(data))
     }
 
+    /// Every hook's `before_processing`, in order, all of them whatever
+    /// fails (as ironic-inspector runs them): the failures, by hook.
+    pub fn before_processing_all(&self, data: &mut Data) -> Vec<(&'static str, HookError)> {
+        self.hooks
+            .iter()
+            .filter_map(|h| h.before_processing(data).err().map(|e| (h.name(), e)))
+            .collect()
+    }
+
     /// Every hook's `before_update`, merged as 1.0 does (spec §5.3 step 2):
     /// node patches concatenated; port patches replaced per MAC by later
     /// hooks; then patches for MACs that are not ports of the node, and

@@ -7,6 +7,7 @@ mod error;
 mod finish;
 pub mod payload;
 mod reapply;
+mod preprocess;
 mod rules;
 
 pub use error::ProcessError;
@@ -113,8 +114,9 @@ impl Processor {
     pub async fn process(&self, body: Value) -> Result<Value, ProcessError> {
         let raw = self.settings.store_data.then(|| body.clone());
         let mut data = normalize(body)?;
-        // Errors before lookup cannot be recorded: no node is known yet.
-        self.hooks.before_processing(&mut data)?;
+        // A hook's failure (the ramdisk's own error among them) fails the
+        // node it belongs to at once, when the lookup finds it.
+        self.preprocess(&mut data).await?;
         let found = self.lifecycle.store().find(&lookup_key(&data)).await?;
         let node = found.node;
         let span = tracing::info_span!("continue", node = %node);
