@@ -7,6 +7,7 @@
 //! add a hook: write `hooks/<name>.rs` implementing [`ProcessingHook`],
 //! and add one line to [`REGISTRY`].
 
+mod capabilities;
 mod example;
 mod ramdisk_error;
 mod scheduler;
@@ -81,6 +82,7 @@ pub const REGISTRY: &[(&str, Constructor)] = &[
         })
     }),
     ("example", |_| Box::new(example::Example)),
+    ("capabilities", |_| Box::new(capabilities::Capabilities)),
 ];
 
 /// The names in [`REGISTRY`].
