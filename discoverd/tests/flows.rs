@@ -335,9 +335,11 @@ async fn continue_refusals_are_json_and_never_5xx() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A hook failing before the lookup (here the ramdisk's own error) gets
+/// the ramdisk a `400`, and its node, found by the lookup, fails at once
+/// with the message (ironic-inspector's behaviour; 1.0 left it `waiting`).
 #[tokio::test]
-async fn before_processing_errors_are_returned_but_not_recorded() -> anyhow::Result<()> {
-    // Pitfall 5.
+async fn before_processing_errors_are_returned_and_fail_the_node() -> anyhow::Result<()> {
     let e = env("processing_hooks = ramdisk_error,scheduler,validate_interfaces").await?;
     functest_node(&e.fake);
     start_waiting(&e, NODE).await?;
@@ -360,7 +362,7 @@ async fn before_processing_errors_are_returned_but_not_recorded() -> anyhow::Res
     let (_, st) = get_status(&e, NODE).await?;
     assert_eq!(
         (st["finished"].clone(), st["error"].clone()),
-        (json!(false), Value::Null)
+        (json!(true), json!("Ramdisk reported error: disk on fire"))
     );
     Ok(())
 }

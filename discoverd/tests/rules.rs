@@ -57,12 +57,14 @@ async fn rules_api_create_list_show_delete() -> anyhow::Result<()> {
     let fake = FakeIronic::start().await?;
     let t = TestApp::new(&fake.url(), "").await?;
     let r = &t.router;
-    // 200 below API 1.6, 201 from it; the answer is the rule as stored.
-    let (code, v) = call(
+    // 200 below API 1.6, 201 from it (and with no version header, the
+    // newest, as the inspector); the answer is the rule as stored.
+    let (code, v) = call_v(
         r,
         Method::POST,
         "/v1/rules",
         Some(json!({"uuid": U1, "actions": [add_trait("CUSTOM_A")]})),
+        Some("1.5"),
     )
     .await?;
     anyhow::ensure!(code == StatusCode::OK, "{code} {v}");
@@ -167,7 +169,7 @@ async fn bad_rules_are_a_400_naming_the_culprit_and_store_nothing() -> anyhow::R
         let msg = v["error"]["message"].as_str().unwrap_or_default();
         if want.is_empty() {
             // Deep nesting is fine as a value: stored, shown, deleted.
-            anyhow::ensure!(code == StatusCode::OK, "{code} {v}");
+            anyhow::ensure!(code == StatusCode::CREATED, "{code} {v}");
             call(r, Method::DELETE, "/v1/rules", None).await?;
             continue;
         }
@@ -236,7 +238,7 @@ async fn rules_set_attributes_capabilities_and_traits_after_the_hooks() -> anyho
         json!({"conditions": [{"op": "lt", "field": "memory_mb", "value": 1024}], "actions": [add_trait("CUSTOM_SMALL")]}),
     ] {
         let (code, v) = call(r, Method::POST, "/v1/rules", Some(rule)).await?;
-        anyhow::ensure!(code == StatusCode::OK, "{code} {v}");
+        anyhow::ensure!(code == StatusCode::CREATED, "{code} {v}");
     }
     let (code, v, s) = introspect(&t).await?;
     anyhow::ensure!(code == StatusCode::OK && s["error"].is_null(), "{code} {v} {s}");
@@ -269,7 +271,7 @@ async fn a_fail_rule_ends_the_introspection_with_its_message() -> anyhow::Result
     let rule = json!({"conditions": [{"op": "gt", "field": "memory_mb", "value": 1024}],
                       "actions": [{"action": "fail", "message": "too much memory"}]});
     let (code, _) = call(&t.router, Method::POST, "/v1/rules", Some(rule)).await?;
-    anyhow::ensure!(code == StatusCode::OK);
+    anyhow::ensure!(code == StatusCode::CREATED);
     let (code, v, s) = introspect(&t).await?;
     anyhow::ensure!(
         code == StatusCode::BAD_REQUEST && v["error"]["message"] == "too much memory",

@@ -91,7 +91,11 @@ fn operator_routes(app: &App) -> Router<App> {
         )
         .route("/v1/discover", post(introspection::discover))
         .route("/v1/events", get(events::events))
-        .merge(rules::routes());
+        .route(
+            "/v1/rules",
+            get(rules::list).post(rules::create).delete(rules::delete_all),
+        )
+        .route("/v1/rules/{uuid}", get(rules::show).delete(rules::delete));
     let routes = if app.config.metrics_public {
         routes
     } else {

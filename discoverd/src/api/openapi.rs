@@ -83,6 +83,27 @@ fn discover() {}
     responses((status = 200, description = "text/event-stream: status, state and lagged events"), (status = 400, description = "Bad filter"), (status = 404, description = "Unknown node name")))]
 fn events() {}
 
+#[utoipa::path(get, path = "/v1/rules", tag = "rules", responses((status = 200, description = "Every rule, short, in creation order"), (status = 501, description = "Rules not available with this store")))]
+fn rules_list() {}
+
+#[utoipa::path(post, path = "/v1/rules", tag = "rules",
+    request_body(content = Object, description = "The rule: conditions, actions, optional uuid, description, scope"),
+    responses((status = 201, description = "Created (200 before 1.6)"), (status = 400, description = "Invalid rule"), (status = 409, description = "UUID taken"), (status = 413, description = "Body too large")))]
+fn rules_create() {}
+
+#[utoipa::path(delete, path = "/v1/rules", tag = "rules", responses((status = 204, description = "Every rule deleted")))]
+fn rules_delete_all() {}
+
+#[utoipa::path(get, path = "/v1/rules/{uuid}", tag = "rules",
+    params(("uuid" = String, Path, description = "Rule UUID")),
+    responses((status = 200, description = "The rule"), (status = 404, description = "No such rule")))]
+fn rules_show() {}
+
+#[utoipa::path(delete, path = "/v1/rules/{uuid}", tag = "rules",
+    params(("uuid" = String, Path, description = "Rule UUID")),
+    responses((status = 204, description = "Deleted"), (status = 404, description = "No such rule")))]
+fn rules_delete() {}
+
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus metrics")))]
 fn metrics() {}
 
@@ -113,6 +134,11 @@ fn readyz() {}
         continue_,
         discover,
         events,
+        rules_list,
+        rules_create,
+        rules_delete_all,
+        rules_show,
+        rules_delete,
         metrics,
         healthz,
         readyz

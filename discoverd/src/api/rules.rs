@@ -1,45 +1,18 @@
 //! `/v1/rules` and `/v1/rules/<uuid>`: ironic-inspector's introspection
 //! rules API (create, list, show, delete one, delete all).
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use serde_json::{Value, json};
 
 use super::error::ApiError;
+use super::versions::ApiVersion;
 use super::{parse_json, read_body, rejected};
 use crate::app::App;
 use crate::rules::{Rule, RuleBook};
-
-/// The routes, merged into the operator routes (behind authentication).
-pub fn routes() -> Router<App> {
-    Router::new()
-        .route("/v1/rules", get(list).post(create).delete(delete_all))
-        .route("/v1/rules/{uuid}", get(show).delete(delete))
-}
-
-/// The API version the client asked for, as (major, minor); no header
-/// means the minimum (1.0), `latest` the newest. A private stand-in for
-/// the shared microversion handling.
-fn requested_version(headers: &HeaderMap) -> (u32, u32) {
-    let Some(v) = headers
-        .get("X-OpenStack-Ironic-Inspector-API-Version")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-    else {
-        return (1, 0);
-    };
-    if v.eq_ignore_ascii_case("latest") {
-        return (1, u32::MAX);
-    }
-    v.split_once('.')
-        .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
-        .unwrap_or((1, 0))
-}
 
 fn book(app: &App) -> Result<&RuleBook, ApiError> {
     app.rules.as_ref().ok_or_else(|| {
@@ -57,11 +30,16 @@ fn repr(rule: &Rule, short: bool) -> Value {
 }
 
 /// `POST /v1/rules`: 201 from API 1.6, 200 below (as the inspector).
-pub async fn create(State(app): State<App>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+pub async fn create(
+    State(app): State<App>,
+    version: ApiVersion,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     let bytes = read_body(&headers, body, app.config.max_body_size).await?;
     let body = parse_json(&bytes)?;
     let rule = book(&app)?.create(&body).await?;
-    let status = if requested_version(&headers) >= (1, 6) {
+    let status = if version >= ApiVersion::RULE_CREATED {
         StatusCode::CREATED
     } else {
         StatusCode::OK
@@ -100,26 +78,4 @@ pub async fn delete(
 pub async fn delete_all(State(app): State<App>) -> Result<Response, ApiError> {
     book(&app)?.delete_all().await?;
     Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn versions_from_the_header() {
-        let h = |v: &str| {
-            let mut m = HeaderMap::new();
-            m.insert(
-                "X-OpenStack-Ironic-Inspector-API-Version",
-                v.parse().unwrap_or_else(|e| panic!("{e}")),
-            );
-            requested_version(&m)
-        };
-        assert_eq!(requested_version(&HeaderMap::new()), (1, 0));
-        assert_eq!(h("1.6"), (1, 6));
-        assert_eq!(h("1.18"), (1, 18));
-        assert!(h("latest") >= (1, 6));
-        assert_eq!(h("junk"), (1, 0));
-    }
 }

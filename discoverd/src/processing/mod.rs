@@ -6,8 +6,8 @@
 mod error;
 mod finish;
 pub mod payload;
-mod reapply;
 mod preprocess;
+mod reapply;
 mod rules;
 
 pub use error::ProcessError;
