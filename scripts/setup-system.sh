@@ -18,9 +18,10 @@ set -euo pipefail
 #   man-db, groff-base      rendering the man pages (their test checks for warnings)
 #   systemd                 systemd-analyze and systemd-socket-activate, for the units (never booted)
 #   make, gzip              the install target and its test
+#   postgresql              a throwaway PostgreSQL 15 for the shared-store tests (scripts/postgres.sh)
 PACKAGES=(
   nftables iptables libclang1-14 dnsmasq-base isc-dhcp-client iproute2 util-linux
-  python3-venv python3-dev build-essential curl jq man-db groff-base systemd make gzip wrk
+  python3-venv python3-dev build-essential curl jq man-db groff-base systemd make gzip wrk postgresql
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -19,9 +19,12 @@ scripts/setup-system.sh
 # code builds; the tests that need them read DISCOVERD_TEST_IRONIC_URL and
 # DISCOVERD_TEST_KEYSTONE_ENV.
 services_dir=$(mktemp -d /tmp/discoverd-test-services.XXXXXX)
+# Its own directory: the server runs as another user, who must reach it.
+postgres_dir=$(mktemp -d /tmp/discoverd-test-postgres.XXXXXX)
 IRONIC_TEST_PORT=${IRONIC_TEST_PORT:-16386}
 KEYSTONE_TEST_PORT=${KEYSTONE_TEST_PORT:-15001}
 cleanup() {
+  scripts/postgres.sh stop "$postgres_dir" >/dev/null 2>&1 || true
   scripts/ironic-standalone.sh stop "$services_dir/ironic" >/dev/null 2>&1 || true
   scripts/keystone.sh stop "$services_dir/keystone" >/dev/null 2>&1 || true
   rm -rf "$services_dir"
@@ -39,6 +42,15 @@ ironic_pid=$!
   scripts/keystone.sh start "$services_dir/keystone" --port "$KEYSTONE_TEST_PORT" \
     >"$services_dir/keystone.log" 2>&1 ) &
 keystone_pid=$!
+
+# A throwaway PostgreSQL for the shared-store tests (docs/postgres.md).
+POSTGRES_TEST_PORT=${POSTGRES_TEST_PORT:-15432}
+if DISCOVERD_TEST_POSTGRES_URL=$(scripts/postgres.sh start "$postgres_dir" --port "$POSTGRES_TEST_PORT"); then
+  export DISCOVERD_TEST_POSTGRES_URL
+else
+  unset DISCOVERD_TEST_POSTGRES_URL
+  echo "PostgreSQL failed to start; its tests fail under DISCOVERD_REQUIRE_PRIVILEGED=1" >&2
+fi
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

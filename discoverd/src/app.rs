@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use crate::api;
 use crate::api::auth::{AuthError, Authenticator};
 use crate::config::Config;
+use crate::config::Database;
 use crate::events::EventBus;
 use crate::firewall::{Firewall, FirewallSettings};
 use crate::hooks::{HookChain, HookSettings, UnknownHook};
@@ -21,6 +22,7 @@ use crate::metrics::Metrics;
 use crate::periodic::{self, PeriodicSettings};
 use crate::processing::{ProcessSettings, Processor};
 use crate::rules::RuleBook;
+use crate::store::postgres::PostgresStore;
 use crate::store::rules::RuleStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{NodeStore, StoreError};
@@ -161,7 +163,10 @@ impl App {
 
     /// Keeps the introspection rules in `store` (the API serves them and
     /// processing applies them).
-    pub fn with_rules(mut self, store: Arc<dyn RuleStore>) -> Self {
+    pub fn with_rules(mut self, store: Option<Arc<dyn RuleStore>>) -> Self {
+        let Some(store) = store else {
+            return self;
+        };
         let book = RuleBook::new(store);
         self.processor = self.processor.with_rules(book.clone());
         self.rules = Some(book);
@@ -242,6 +247,31 @@ pub fn firewall_settings(config: &Config) -> FirewallSettings {
     }
 }
 
+/// The node store the `database` option names.
+pub async fn open_store(database: &Database) -> Result<Stores, StoreError> {
+    Ok(match database {
+        Database::Sqlite(path) => {
+            let sqlite = Arc::new(SqliteStore::open(path).await?);
+            Stores {
+                nodes: sqlite.clone(),
+                rules: Some(sqlite),
+            }
+        }
+        Database::Postgres(url) => Stores {
+            nodes: Arc::new(PostgresStore::open(url).await?),
+            rules: None,
+        },
+    })
+}
+
+/// What one `database` opens: the node store, and the rule store where
+/// the backend keeps rules (`None`: `/v1/rules` answers 501).
+#[derive(Debug)]
+pub struct Stores {
+    pub nodes: Arc<dyn NodeStore>,
+    pub rules: Option<Arc<dyn RuleStore>>,
+}
+
 /// Start-up checks in 1.0's order, then serve until `shutdown`.
 pub async fn run(
     config: Config,
@@ -250,14 +280,21 @@ pub async fn run(
 ) -> Result<(), StartupError> {
     let session = Session::from_config(&config)?;
     let auth = Authenticator::from_config(&config, session.clone())?;
-    let sqlite = Arc::new(SqliteStore::open(&config.database).await?);
-    let store: Arc<dyn NodeStore> = sqlite.clone();
+    let stores = open_store(&config.database).await?;
     let ironic = ironic_client(&config, session).await?;
     check_ironic(&ironic, &config).await?;
     let firewall = Firewall::new(firewall_settings(&config));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let app =
-        App::new(config, store, ironic, firewall, auth, Timings::default(), stop_rx)?.with_rules(sqlite);
+    let app = App::new(
+        config,
+        stores.nodes,
+        ironic,
+        firewall,
+        auth,
+        Timings::default(),
+        stop_rx,
+    )?
+    .with_rules(stores.rules);
     tracing::info!(hooks = ?app.processor.hooks().names(), "processing hooks");
     app.firewall.spawn_reconnector(app.tasks.stopping());
     resume(&app).await?;

@@ -103,8 +103,8 @@ pub struct Config {
     pub enable_setting_ipmi_credentials: bool,
     pub listen_address: IpAddr,
     pub listen_port: u16,
-    /// SQLite file of the node cache.
-    pub database: PathBuf,
+    /// The node cache: a SQLite file, or a shared PostgreSQL database.
+    pub database: Database,
     /// Hook names in the order they run.
     pub processing_hooks: Vec<String>,
     pub debug: bool,
@@ -373,8 +373,20 @@ fn interfaces(s: &Section<'_>) -> Result<Vec<InterfaceName>, ConfigError> {
         .collect()
 }
 
-fn database(s: &Section<'_>) -> Result<PathBuf, ConfigError> {
+fn database(s: &Section<'_>) -> Result<Database, ConfigError> {
     let db = s.required("database")?;
+    if let Some(url) = Database::postgres_url(&db) {
+        return url
+            .parse::<tokio_postgres::Config>()
+            .map(|_| Database::Postgres(url.to_owned()))
+            .map_err(|e| {
+                s.bad_value(
+                    "database",
+                    &crate::store::postgres::schema::redacted(url),
+                    format!("not a valid PostgreSQL URL: {e}"),
+                )
+            });
+    }
     if db == ":memory:" {
         // The cache must survive restarts and is shared by every task.
         return Err(s.bad_value(
@@ -383,7 +395,39 @@ fn database(s: &Section<'_>) -> Result<PathBuf, ConfigError> {
             "an in-memory database is not supported, give a file path",
         ));
     }
-    Ok(PathBuf::from(db))
+    Ok(Database::Sqlite(PathBuf::from(db)))
+}
+
+// --- PostgreSQL store (docs/postgres.md) ---
+
+/// Where the node cache lives: `database = /path/file.sqlite` (the
+/// embedded default, one daemon) or `database = postgresql://…` (any
+/// number of daemons sharing it).
+#[derive(Clone, PartialEq, Eq)]
+pub enum Database {
+    Sqlite(PathBuf),
+    /// A `postgresql://` or `postgres://` URL (libpq's syntax).
+    Postgres(String),
+}
+
+impl Database {
+    fn postgres_url(value: &str) -> Option<&str> {
+        let lower = value.to_ascii_lowercase();
+        (lower.starts_with("postgresql://") || lower.starts_with("postgres://")).then_some(value)
+    }
+}
+
+impl std::fmt::Debug for Database {
+    /// The URL without its password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Database::Sqlite(p) => f.debug_tuple("Sqlite").field(p).finish(),
+            Database::Postgres(u) => f
+                .debug_tuple("Postgres")
+                .field(&crate::store::postgres::schema::redacted(u))
+                .finish(),
+        }
+    }
 }
 
 fn auth_strategy(s: &Section<'_>) -> Result<AuthStrategy, ConfigError> {
@@ -463,7 +507,7 @@ authenticate = true
         assert_eq!(c.os_password.as_ref().map(Secret::expose), Some("password"));
         assert_eq!(
             c.database,
-            PathBuf::from("/var/lib/ironic-discoverd/discoverd.sqlite")
+            Database::Sqlite(PathBuf::from("/var/lib/ironic-discoverd/discoverd.sqlite"))
         );
         assert_eq!(
             c.processing_hooks,
@@ -637,6 +681,25 @@ authenticate = true
         let with_defaults = parse(&uncommented)?;
         let minimal = parse("[discoverd]\ndatabase = /var/lib/ironic-discoverd/discoverd.sqlite\n")?;
         assert_eq!(with_defaults, minimal, "defaults in example.conf vs. code");
+        Ok(())
+    }
+
+    #[test]
+    fn a_postgresql_url_selects_the_shared_store_and_hides_its_password() -> Result<(), ConfigError> {
+        let c = parse("[discoverd]\ndatabase = postgresql://d:hunter2@db:5432/discoverd\n")?;
+        assert_eq!(
+            c.database,
+            Database::Postgres("postgresql://d:hunter2@db:5432/discoverd".into())
+        );
+        assert!(!format!("{c:?}").contains("hunter2"));
+        let e = parse("[discoverd]\ndatabase = postgresql://d:hunter2@db:notaport/x\n")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.contains("database") && e.contains("PostgreSQL") && !e.contains("hunter2"),
+            "{e}"
+        );
         Ok(())
     }
 

@@ -5,6 +5,7 @@
 
 pub mod fake_ironic;
 pub mod fake_keystone;
+pub mod postgres;
 pub mod rule_conformance;
 pub mod store_conformance;
 
@@ -12,14 +13,12 @@ pub use fake_ironic::{Call, FakeIronic, Fault};
 pub use fake_keystone::FakeKeystone;
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use discoverd::app::{self, App, Timings};
 use discoverd::config::Config;
 use discoverd::firewall::Firewall;
 use discoverd::keystone::Session;
-use discoverd::store::sqlite::SqliteStore;
 
 /// A daemon's state and router, in-process, on a temporary SQLite file,
 /// talking to the Ironic at `ironic_url`. `extra` adds `[discoverd]` lines.
@@ -47,7 +46,7 @@ impl TestApp {
         let config = Config::from_ini(&ini)?;
         let session = Session::from_config(&config)?;
         let auth = discoverd::api::auth::Authenticator::from_config(&config, session.clone())?;
-        let store = Arc::new(SqliteStore::open(&config.database).await?);
+        let stores = app::open_store(&config.database).await?;
         let ironic = app::ironic_client(&config, session).await?;
         let firewall = Firewall::new(app::firewall_settings(&config));
         let (stop, rx) = tokio::sync::watch::channel(false);
@@ -55,7 +54,8 @@ impl TestApp {
             power_poll: Duration::from_millis(10),
             report_hold: Duration::from_secs(10),
         };
-        let app = App::new(config, store.clone(), ironic, firewall, auth, timings, rx)?.with_rules(store);
+        let app =
+            App::new(config, stores.nodes, ironic, firewall, auth, timings, rx)?.with_rules(stores.rules);
         let router = discoverd::api::router(app.clone());
         Ok(TestApp {
             app,

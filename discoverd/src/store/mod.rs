@@ -8,11 +8,13 @@
 //! it read, and the store refuses ([`StoreError::StateChanged`]) if the
 //! node has moved since, so two flows (or two daemons) never both win.
 
+pub mod postgres;
 pub mod rules;
 pub mod sqlite;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
+use std::time::Duration;
 
 use common::MacAddr;
 use serde_json::Value;
@@ -231,4 +233,11 @@ pub trait NodeStore: Send + Sync + fmt::Debug {
 
     /// The database answers a query.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Whether this daemon runs the periodic task `name` now: always when
+    /// only it uses the store; on a shared database, once per `period`
+    /// across every daemon on it (a claim that outlives its holder).
+    async fn claim_periodic(&self, _name: &str, _period: Duration) -> Result<bool, StoreError> {
+        Ok(true)
+    }
 }

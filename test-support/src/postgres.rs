@@ -1,0 +1,121 @@
+//! A database of its own for each PostgreSQL test, on the throwaway
+//! server `scripts/postgres.sh` starts (`DISCOVERD_TEST_POSTGRES_URL`,
+//! a superuser URL). Without that variable a test skips, except under
+//! `DISCOVERD_REQUIRE_PRIVILEGED=1` (CI), where it fails.
+
+use anyhow::{Context, bail};
+
+/// The variable naming the test server.
+pub const URL_VAR: &str = "DISCOVERD_TEST_POSTGRES_URL";
+
+/// A database created for one test, dropped (with its connections) when
+/// this goes out of scope.
+#[derive(Debug)]
+pub struct TestDatabase {
+    /// The URL of the new database, for the store or `database = …`.
+    pub url: String,
+    admin: String,
+    name: String,
+}
+
+/// The test server's URL, `None` (the test skips, saying so) when there is
+/// none, an error when one is required.
+pub fn server() -> anyhow::Result<Option<String>> {
+    match std::env::var(URL_VAR) {
+        Ok(u) if !u.is_empty() => Ok(Some(u)),
+        _ if std::env::var("DISCOVERD_REQUIRE_PRIVILEGED").as_deref() == Ok("1") => {
+            bail!(
+                "{URL_VAR} is not set and DISCOVERD_REQUIRE_PRIVILEGED=1: start one with scripts/postgres.sh"
+            )
+        }
+        _ => {
+            eprintln!("skipped: no PostgreSQL ({URL_VAR} unset; scripts/test.sh starts one)");
+            Ok(None)
+        }
+    }
+}
+
+/// `url` with its database name replaced.
+fn with_database(url: &str, name: &str) -> anyhow::Result<String> {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let rest = base.split_once("://").map(|(_, r)| r).context("not a URL")?;
+    let base = if rest.contains('/') {
+        base.rsplit_once('/').map(|(b, _)| b).context("not a URL")?
+    } else {
+        base
+    };
+    Ok(match query {
+        Some(q) => format!("{base}/{name}?{q}"),
+        None => format!("{base}/{name}"),
+    })
+}
+
+async fn admin(url: &str) -> anyhow::Result<tokio_postgres::Client> {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .with_context(|| format!("connecting to the test PostgreSQL {url}"))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
+
+impl TestDatabase {
+    /// A new, empty database; `None` when the test should skip.
+    pub async fn create() -> anyhow::Result<Option<Self>> {
+        let Some(server) = server()? else { return Ok(None) };
+        let name = format!("discoverd_test_{}", uuid::Uuid::new_v4().simple());
+        admin(&server)
+            .await?
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .with_context(|| format!("creating database {name}"))?;
+        Ok(Some(TestDatabase {
+            url: with_database(&server, &name)?,
+            admin: server,
+            name,
+        }))
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let (admin_url, name) = (self.admin.clone(), self.name.clone());
+        // Drop may run inside a runtime: a thread of its own, with its own.
+        let done = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async move {
+                admin(&admin_url)
+                    .await?
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await?;
+                anyhow::Ok(())
+            })
+        })
+        .join();
+        if let Ok(Err(e)) = done {
+            eprintln!("could not drop test database {}: {e:#}", self.name);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_database_name_is_replaced() -> anyhow::Result<()> {
+        assert_eq!(
+            super::with_database("postgresql://u@127.0.0.1:1/postgres", "x")?,
+            "postgresql://u@127.0.0.1:1/x"
+        );
+        assert_eq!(
+            super::with_database("postgresql://u@h?host=/tmp/s", "x")?,
+            "postgresql://u@h/x?host=/tmp/s"
+        );
+        Ok(())
+    }
+}
