@@ -57,7 +57,7 @@ pub fn spawn(
             let work = async {
                 loop {
                     tick.tick().await;
-                    if let Err(e) = clean_up(&lifecycle, &settings).await {
+                    if let Err(e) = claimed_clean_up(&lifecycle, &settings).await {
                         tracing::error!("clean-up failed: {e}");
                     }
                 }
@@ -94,6 +94,24 @@ pub async fn sync_firewall(lifecycle: &Lifecycle, ironic: &IronicClient, on_sync
         Ok(o) => tracing::debug!(macs = o.mac_count, "firewall synced"),
         Err(e) => tracing::warn!("firewall sync failed (will retry): {e}"),
     }
+}
+
+/// The clean-up, when this daemon claims this period's run: on a shared
+/// database one daemon per `clean_up_period` does it, whichever ticks
+/// first (and another when that one has died). `None` when another has it.
+pub async fn claimed_clean_up(
+    lifecycle: &Lifecycle,
+    settings: &PeriodicSettings,
+) -> Result<Option<usize>, StoreError> {
+    if !lifecycle
+        .store()
+        .claim_periodic("clean_up", settings.clean_up_period)
+        .await?
+    {
+        tracing::debug!("clean-up: another daemon ran it this period");
+        return Ok(None);
+    }
+    clean_up(lifecycle, settings).await.map(Some)
 }
 
 /// One clean-up pass: time out nodes started more than `timeout` ago

@@ -32,10 +32,19 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn new(ironic_url: &str, extra: &str) -> anyhow::Result<Self> {
+        Self::on_database(ironic_url, None, extra).await
+    }
+
+    /// Like [`TestApp::new`], on `database` (a `postgresql://` URL, shared
+    /// by several daemons) when given.
+    pub async fn on_database(ironic_url: &str, database: Option<&str>, extra: &str) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
+        let database = match database {
+            Some(d) => d.to_owned(),
+            None => dir.path().join("discoverd.sqlite").display().to_string(),
+        };
         let text = format!(
-            "[discoverd]\ndatabase = {}\nironic_url = {ironic_url}\nmanage_firewall = false\nironic_conflict_retry_period = 0.01\n{extra}\n",
-            dir.path().join("discoverd.sqlite").display(),
+            "[discoverd]\ndatabase = {database}\nironic_url = {ironic_url}\nmanage_firewall = false\nironic_conflict_retry_period = 0.01\n{extra}\n",
         );
         let text = if text.contains("auth_strategy") {
             text

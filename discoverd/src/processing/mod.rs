@@ -30,6 +30,12 @@ use crate::ironic::{IronicClient, IronicError, Node, PatchOp, Port, within_budge
 use crate::store::{DataKind, LookupKey, Status, StoreError};
 use crate::tasks::Tasks;
 
+/// A held report reads the node's state again after this, then after
+/// twice as long, up to [`HOLD_POLL_MAX`]: how soon it sees a start flow
+/// running on another daemon of a shared database.
+const HOLD_POLL_FIRST: Duration = Duration::from_millis(20);
+const HOLD_POLL_MAX: Duration = Duration::from_millis(500);
+
 /// Settings the processing flow reads.
 #[derive(Debug, Clone, Copy)]
 pub struct ProcessSettings {
@@ -189,14 +195,22 @@ impl Processor {
         let mut events = self.lifecycle.bus().subscribe();
         let deadline = tokio::time::Instant::now() + self.settings.report_hold;
         tracing::debug!("report held: the node's reboot is not sent yet");
+        // This daemon's own start flow wakes us through the bus; another
+        // daemon's (on a shared database) is seen by reading the store
+        // again, at growing intervals.
+        let mut poll = HOLD_POLL_FIRST;
         loop {
             // Read after subscribing, so no change is missed in between.
             let state = self.lifecycle.store().get(node).await?.state;
             if state != State::Starting {
                 return Ok(state);
             }
-            match tokio::time::timeout_at(deadline, events.recv()).await {
+            let now = tokio::time::Instant::now();
+            let wake = (now + poll).min(deadline);
+            poll = (poll * 2).min(HOLD_POLL_MAX);
+            match tokio::time::timeout_at(wake, events.recv()).await {
                 Ok(Ok(_) | Err(RecvError::Lagged(_))) => {}
+                Err(_) if wake < deadline => {}
                 Ok(Err(RecvError::Closed)) | Err(_) => {
                     return Err(ProcessError::StillStarting {
                         node,
