@@ -286,3 +286,34 @@ async fn each_daemons_firewall_state_holds_the_nodes_others_started() -> anyhow:
     anyhow::ensure!(apps[1].app.store.active_macs().await?.len() == 4);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_postgresql_is_down_starts_answer_503_and_nothing_is_lost() -> anyhow::Result<()> {
+    let Some((fake, db, apps)) = cluster(1, "").await? else {
+        return Ok(());
+    };
+    let r = &apps[0].router;
+    for i in 0..3 {
+        add(&fake, i);
+    }
+    start(r, 0).await?;
+    db.set_reachable(false).await?;
+    let (code, v) = call(r, Method::POST, &format!("/v1/introspection/{}", uuid(1)), None).await?;
+    anyhow::ensure!(
+        code == StatusCode::SERVICE_UNAVAILABLE,
+        "start while down: {code} {v}"
+    );
+    let (code, v) = status(r, 0).await?;
+    anyhow::ensure!(
+        code == StatusCode::SERVICE_UNAVAILABLE,
+        "status while down: {code} {v}"
+    );
+    db.set_reachable(true).await?;
+    // Back: what was accepted is there, the refused start was not recorded.
+    wait(r, 0, |v| v["finished"] == false).await?;
+    let (code, _) = status(r, 1).await?;
+    anyhow::ensure!(code == StatusCode::NOT_FOUND, "the refused start left a record");
+    start(r, 1).await?;
+    wait(r, 1, |v| v["state"] == "waiting").await?;
+    Ok(())
+}

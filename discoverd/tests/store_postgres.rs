@@ -27,3 +27,60 @@ async fn postgres_passes_the_conformance_suite() -> anyhow::Result<()> {
     })
     .await
 }
+
+#[tokio::test]
+async fn an_unreachable_server_or_missing_database_is_a_clear_error_at_open() -> anyhow::Result<()> {
+    let Some(server) = test_support::postgres::server()? else {
+        return Ok(());
+    };
+    let e = PostgresStore::open("postgresql://discoverd:s3cret@127.0.0.1:1/discoverd")
+        .await
+        .err()
+        .map(|e| format!("{e}: {:?}", std::error::Error::source(&e)))
+        .unwrap_or_default();
+    anyhow::ensure!(
+        e.contains("[discoverd] database") && e.contains("127.0.0.1:1") && !e.contains("s3cret"),
+        "{e}"
+    );
+    let missing = format!(
+        "{}/no_such_database_here",
+        server.rsplit_once('/').map_or(server.as_str(), |(b, _)| b)
+    );
+    let e = PostgresStore::open(&missing)
+        .await
+        .err()
+        .map(|e| format!("{e:?}"))
+        .unwrap_or_default();
+    anyhow::ensure!(e.contains("no_such_database_here"), "{e}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemons_starting_together_migrate_once_and_a_newer_schema_is_refused() -> anyhow::Result<()> {
+    let Some(db) = TestDatabase::create().await? else {
+        return Ok(());
+    };
+    let opens: Vec<_> = (0..3)
+        .map(|_| {
+            let url = db.url.clone();
+            tokio::spawn(async move { PostgresStore::open(&url).await })
+        })
+        .collect();
+    for o in opens {
+        o.await??;
+    }
+    db.execute("INSERT INTO discoverd_schema (version) VALUES (99)")
+        .await?;
+    let e = PostgresStore::open(&db.url)
+        .await
+        .err()
+        .map(|e| {
+            format!(
+                "{e}: {:?}",
+                std::error::Error::source(&e).map(ToString::to_string)
+            )
+        })
+        .unwrap_or_default();
+    anyhow::ensure!(e.contains("version 99") && e.contains("newer"), "{e}");
+    Ok(())
+}

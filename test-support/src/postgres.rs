@@ -81,6 +81,33 @@ impl TestDatabase {
     }
 }
 
+impl TestDatabase {
+    /// Takes the database away from its clients (connections refused, the
+    /// open ones cut), as a server that went down; `true` brings it back.
+    pub async fn set_reachable(&self, up: bool) -> anyhow::Result<()> {
+        let c = admin(&self.admin).await?;
+        c.batch_execute(&format!(
+            "ALTER DATABASE {} WITH ALLOW_CONNECTIONS {up}",
+            self.name
+        ))
+        .await?;
+        if !up {
+            c.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+                &[&self.name],
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Runs SQL on the database as the server's superuser.
+    pub async fn execute(&self, sql: &str) -> anyhow::Result<()> {
+        admin(&self.url).await?.batch_execute(sql).await?;
+        Ok(())
+    }
+}
+
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         let (admin_url, name) = (self.admin.clone(), self.name.clone());

@@ -52,7 +52,7 @@ impl PostgresStore {
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         let location = schema::redacted(url);
         let fail = |e: schema::OpenError| StoreError::Backend {
-            action: "open",
+            action: "open the [discoverd] database",
             location: location.clone(),
             source: Box::new(e),
         };
