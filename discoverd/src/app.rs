@@ -344,8 +344,14 @@ fn spawn_ready(app: &App, notifier: crate::notify::Notifier) {
 /// What a previous run left unfinished: starts not yet rebooted are
 /// carried on; reports that were being processed are failed with the
 /// reason (whether Ironic was fully updated is unknown), never left for
-/// the timeout.
-async fn resume(app: &App) -> Result<(), StartupError> {
+/// the timeout. On a shared database (several daemons) an unfinished node
+/// may be in another daemon's hands: nothing is touched, the timeout ends
+/// what a dead daemon left.
+pub async fn resume(app: &App) -> Result<(), StartupError> {
+    if app.store.shared() {
+        tracing::info!("shared node store: unfinished nodes are left to their daemons and the timeout");
+        return Ok(());
+    }
     let aborts = app.introspector.resume_aborts().await?;
     if aborts > 0 {
         tracing::warn!(nodes = aborts, "finishing aborts accepted before the restart");

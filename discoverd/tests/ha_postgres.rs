@@ -317,3 +317,34 @@ async fn while_postgresql_is_down_starts_answer_503_and_nothing_is_lost() -> any
     wait(r, 1, |v| v["state"] == "waiting").await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_starting_up_leaves_the_nodes_others_are_working_on_alone() -> anyhow::Result<()> {
+    let Some((_fake, _db, apps)) = cluster(2, "").await? else {
+        return Ok(());
+    };
+    let store = &apps[0].app.store;
+    let (starting, processing): (NodeId, NodeId) = (uuid(1).parse()?, uuid(2).parse()?);
+    for node in [starting, processing] {
+        let new = NewIntrospection {
+            node,
+            bmc_address: None,
+            options: Options::new(),
+        };
+        store.start(&new, None, Timestamp::now()).await?;
+    }
+    store
+        .transition(processing, State::Starting, State::Waiting)
+        .await?;
+    store
+        .transition(processing, State::Waiting, State::Processing)
+        .await?;
+    // B (re)starts while A is processing one node and starting another.
+    discoverd::app::resume(&apps[1].app).await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let p = store.get(processing).await?;
+    anyhow::ensure!(p.state == State::Processing, "B failed A's node: {p:?}");
+    let s = store.get(starting).await?;
+    anyhow::ensure!(s.state == State::Starting, "B took over A's start: {s:?}");
+    Ok(())
+}

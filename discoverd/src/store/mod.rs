@@ -234,6 +234,12 @@ pub trait NodeStore: Send + Sync + fmt::Debug {
     /// The database answers a query.
     async fn ping(&self) -> Result<(), StoreError>;
 
+    /// Whether other daemons may be using this store at the same time
+    /// (a shared database): what one finds unfinished may be in hand.
+    fn shared(&self) -> bool {
+        false
+    }
+
     /// Whether this daemon runs the periodic task `name` now: always when
     /// only it uses the store; on a shared database, once per `period`
     /// across every daemon on it (a claim that outlives its holder).

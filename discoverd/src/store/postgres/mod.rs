@@ -511,6 +511,10 @@ impl NodeStore for PostgresStore {
         self.query("answer a query", "SELECT 1", &[]).await.map(drop)
     }
 
+    fn shared(&self) -> bool {
+        true
+    }
+
     async fn claim_periodic(&self, name: &str, period: Duration) -> Result<bool, StoreError> {
         // The database's clock, not the daemons': one claim per period
         // whatever their skew. A tenth of the period is slack for ticks
