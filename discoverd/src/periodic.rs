@@ -24,6 +24,20 @@ pub struct PeriodicSettings {
     pub clean_up_period: Duration,
 }
 
+/// At most one early firewall sync (on another daemon's change) this often.
+const EARLY_SYNC_GAP: Duration = Duration::from_millis(500);
+
+/// Waits for the next change another daemon announced (forever when the
+/// store announces none, or its listener ended).
+async fn changed(changes: &mut Option<tokio::sync::watch::Receiver<u64>>) {
+    if let Some(rx) = changes
+        && rx.changed().await.is_ok()
+    {
+        return;
+    }
+    std::future::pending().await
+}
+
 /// What a full firewall sync reports (for metrics and logs).
 pub type SyncObserver = std::sync::Arc<dyn Fn(Duration) + Send + Sync>;
 
@@ -40,9 +54,21 @@ pub fn spawn(
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(settings.firewall_update_period);
             tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            let mut changes = l.store().mac_changes();
             let work = async {
+                let mut last = Instant::now();
                 loop {
-                    tick.tick().await;
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        _ = changed(&mut changes) => {
+                            // Several starts at once make one sync.
+                            tokio::time::sleep(EARLY_SYNC_GAP.saturating_sub(last.elapsed())).await;
+                            if let Some(c) = changes.as_mut() {
+                                c.borrow_and_update();
+                            }
+                        }
+                    }
+                    last = Instant::now();
                     sync_firewall(&l, &i, &on_sync).await;
                 }
             };

@@ -84,3 +84,40 @@ async fn daemons_starting_together_migrate_once_and_a_newer_schema_is_refused() 
     anyhow::ensure!(e.contains("version 99") && e.contains("newer"), "{e}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_daemons_mac_changes_are_announced_at_commit() -> anyhow::Result<()> {
+    use discoverd::domain::{State, Timestamp};
+    use discoverd::store::{NewIntrospection, Options};
+    let Some(db) = TestDatabase::create().await? else {
+        return Ok(());
+    };
+    let (a, b) = (
+        PostgresStore::open(&db.url).await?,
+        PostgresStore::open(&db.url).await?,
+    );
+    let mut rx = b
+        .mac_changes()
+        .ok_or_else(|| anyhow::anyhow!("no announcements"))?;
+    // The first move is the listener connecting.
+    tokio::time::timeout(std::time::Duration::from_secs(10), rx.changed()).await??;
+    rx.borrow_and_update();
+    let node = "00000000-0000-4000-8000-000000000001".parse()?;
+    let new = NewIntrospection {
+        node,
+        bmc_address: None,
+        options: Options::new(),
+    };
+    a.start(&new, None, Timestamp::now()).await?;
+    a.add_macs(node, &["52:54:00:00:00:01".parse()?]).await?;
+    let bound = std::time::Duration::from_secs(10);
+    tokio::time::timeout(bound, rx.changed())
+        .await
+        .map_err(|_| anyhow::anyhow!("B never heard of A's new MAC"))??;
+    rx.borrow_and_update();
+    a.finish(node, State::Starting, None, Timestamp::now()).await?;
+    tokio::time::timeout(bound, rx.changed())
+        .await
+        .map_err(|_| anyhow::anyhow!("B never heard of A's ending"))??;
+    Ok(())
+}

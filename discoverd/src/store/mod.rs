@@ -240,6 +240,13 @@ pub trait NodeStore: Send + Sync + fmt::Debug {
         false
     }
 
+    /// A counter that moves when any daemon sharing the store changed
+    /// the set of active MACs (the firewall then syncs early); `None`
+    /// when only this daemon writes.
+    fn mac_changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
+
     /// Whether this daemon runs the periodic task `name` now: always when
     /// only it uses the store; on a shared database, once per `period`
     /// across every daemon on it (a claim that outlives its holder).

@@ -10,6 +10,7 @@
 //! A write is committed (durable: PostgreSQL's `synchronous_commit`)
 //! before the call returns, so before any answer is sent.
 
+mod listen;
 mod rows;
 pub mod schema;
 
@@ -34,6 +35,8 @@ pub struct PostgresStore {
     pool: Pool,
     /// The URL without its password, for messages.
     location: String,
+    /// Moves when any daemon changed the active MACs (LISTEN/NOTIFY).
+    changes: tokio::sync::watch::Receiver<u64>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -59,7 +62,12 @@ impl PostgresStore {
         let pool = schema::pool(url).map_err(fail)?;
         let version = schema::migrate(&pool).await.map_err(fail)?;
         tracing::info!(database = %location, version, "node store: PostgreSQL");
-        Ok(PostgresStore { pool, location })
+        let changes = listen::spawn(url.to_owned(), location.clone());
+        Ok(PostgresStore {
+            pool,
+            location,
+            changes,
+        })
     }
 
     async fn client(&self, action: &'static str) -> Result<Object, StoreError> {
@@ -86,6 +94,14 @@ impl PostgresStore {
     fn statuses(&self, rows: &[tokio_postgres::Row]) -> Result<Vec<Status>, StoreError> {
         rows::statuses(rows, &self.location)
     }
+}
+
+/// Tells every listening daemon, at commit, that the active MACs changed.
+async fn notify(tx: &deadpool_postgres::Transaction<'_>, location: &str) -> Result<(), StoreError> {
+    tx.execute(&format!("NOTIFY {}", listen::CHANNEL), &[])
+        .await
+        .map(drop)
+        .map_err(backend("notify other daemons", location))
 }
 
 fn micros(t: Timestamp) -> i64 {
@@ -176,6 +192,7 @@ impl NodeStore for PostgresStore {
         }
         let values: Vec<String> = macs.iter().map(MacAddr::to_string).collect();
         rows::add_attributes(&tx, node, "mac", &values, loc).await?;
+        notify(&tx, loc).await?;
         tx.commit().await.map_err(err)
     }
 
@@ -236,6 +253,9 @@ impl NodeStore for PostgresStore {
         tx.execute("DELETE FROM options WHERE uuid = $1", &[id])
             .await
             .map_err(&err)?;
+        if !macs.is_empty() {
+            notify(&tx, loc).await?;
+        }
         tx.commit().await.map_err(err)?;
         let mut status = actual.ok_or(StoreError::NotFound(node))?;
         status.state = state;
@@ -513,6 +533,10 @@ impl NodeStore for PostgresStore {
 
     fn shared(&self) -> bool {
         true
+    }
+
+    fn mac_changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        Some(self.changes.clone())
     }
 
     async fn claim_periodic(&self, name: &str, period: Duration) -> Result<bool, StoreError> {
