@@ -42,6 +42,8 @@ pub struct HelperConfig {
     /// Interfaces the daemon may ask to filter.
     pub interfaces: Vec<InterfaceName>,
     pub teardown_on_stop: bool,
+    /// Where the last state from the daemon is kept across restarts.
+    pub state_file: Option<PathBuf>,
     pub allow_extra_capabilities: bool,
     pub debug: bool,
     pub json_logs: bool,
@@ -144,6 +146,10 @@ impl HelperConfig {
                 Some(v) => v,
                 None => s.boolean("teardown_on_stop", false)?,
             },
+            state_file: s
+                .string("state_file")
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from),
             allow_extra_capabilities: s.boolean("allow_extra_capabilities", false)?,
             debug: match o.debug {
                 Some(v) => v,

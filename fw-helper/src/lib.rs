@@ -14,6 +14,7 @@ pub mod peer;
 pub mod privileges;
 pub mod server;
 pub mod socket;
+pub mod state;
 
 use anyhow::Context;
 
@@ -26,6 +27,13 @@ use crate::peer::AllowedPeer;
 pub fn run(cfg: HelperConfig) -> anyhow::Result<()> {
     // 1. The socket, while we may still create files anywhere.
     let listener = socket::listen(&cfg).context("failed to set up the helper socket")?;
+    // The state file too: after the drop we could not create it.
+    let state_file = cfg
+        .state_file
+        .as_deref()
+        .map(state::StateFile::open)
+        .transpose()
+        .context("failed to open the state file")?;
     // 2. Privileges: only CAP_NET_ADMIN from here on.
     let ambient = matches!(cfg.backend, BackendKind::Iptables { .. });
     let kept = if nix::unistd::Uid::effective().is_root() {
@@ -36,7 +44,7 @@ pub fn run(cfg: HelperConfig) -> anyhow::Result<()> {
     };
     tracing::info!(uid = %kept.uid, gid = %kept.gid, effective = ?kept.effective, ambient = kept.ambient, no_new_privs = true, "privileges dropped");
     // 3. The filter, starting from what the kernel holds.
-    let filter = Filter::new(cfg.backend.build(), cfg.interfaces.iter().cloned());
+    let filter = Filter::new(cfg.backend.build(), cfg.interfaces.iter().cloned(), state_file);
     let shared = server::Shared::new(
         filter,
         AllowedPeer {
@@ -44,6 +52,15 @@ pub fn run(cfg: HelperConfig) -> anyhow::Result<()> {
             gid: cfg.allowed_gid,
         },
     );
+    // 4. The watch that puts the filter back when someone else changes it.
+    if cfg.backend == BackendKind::Nftables {
+        let watch = backend::watch::Watch::open().context("failed to watch nf_tables for changes")?;
+        let filter = shared.filter();
+        std::thread::Builder::new()
+            .name("nft-watch".into())
+            .spawn(move || backend::watch::run(watch, filter))
+            .context("failed to start the nf_tables watch")?;
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -35,6 +35,11 @@ impl Shared {
         }
     }
 
+    /// The filter itself, for the watch that restores it.
+    pub fn filter(&self) -> Arc<Mutex<Filter>> {
+        self.filter.clone()
+    }
+
     /// Runs `f` on the filter on a blocking thread: kernel transactions
     /// take up to a few hundred ms and must not stall the accept loop.
     async fn with_filter<T: Send + 'static>(

@@ -8,12 +8,15 @@ pub mod iptables;
 pub mod netlink;
 pub mod nft;
 pub mod noop;
+pub mod watch;
 
 use std::collections::BTreeSet;
 use std::fmt;
 
 use common::protocol::{AppliedSummary, ErrorCode, ProtocolError};
 use common::{FilterMode, FilterState, InterfaceName, MacAddr};
+
+use crate::state::StateFile;
 
 /// The state a backend is asked to hold: a normalised [`FilterState`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,7 +27,7 @@ pub struct Applied {
 }
 
 impl Applied {
-    fn from_state(s: &FilterState) -> Self {
+    pub fn from_state(s: &FilterState) -> Self {
         let mut interfaces = s.interfaces.clone();
         interfaces.sort();
         interfaces.dedup();
@@ -35,7 +38,7 @@ impl Applied {
         }
     }
 
-    fn to_state(&self) -> FilterState {
+    pub fn to_state(&self) -> FilterState {
         FilterState {
             interfaces: self.interfaces.clone(),
             mode: self.mode,
@@ -110,8 +113,16 @@ impl BackendKind {
 pub struct Filter {
     backend: Box<dyn Backend>,
     allowed_interfaces: BTreeSet<InterfaceName>,
+    /// What this process last made the kernel hold (and restores when
+    /// someone else changes it).
     mirror: Option<Applied>,
+    /// Whether `mirror` is a state the daemon gave (now or before a
+    /// restart), as opposed to the closed start-up filter.
+    synced: bool,
     generation: u64,
+    state_file: Option<StateFile>,
+    /// Times the filter was put back after a foreign change.
+    restores: u64,
 }
 
 fn kernel_error(e: BackendError) -> ProtocolError {
@@ -119,28 +130,143 @@ fn kernel_error(e: BackendError) -> ProtocolError {
 }
 
 impl Filter {
-    /// Wraps `backend`; the mirror starts from what the kernel holds now,
-    /// so a restarted helper can apply incremental changes at once.
+    /// Wraps `backend` and puts the kernel into the state to start from:
+    /// the state file's (the last state the daemon gave), else the filter
+    /// found in the kernel, else closed (every configured interface in
+    /// allow mode with an empty set: all DHCP dropped until the daemon's
+    /// first sync). Never open.
     pub fn new(
         backend: Box<dyn Backend>,
         allowed_interfaces: impl IntoIterator<Item = InterfaceName>,
+        mut state_file: Option<StateFile>,
     ) -> Self {
-        let mirror = match backend.read() {
-            Ok(found) => found.map(|s| Applied::from_state(&s)),
+        let allowed_interfaces: BTreeSet<InterfaceName> = allowed_interfaces.into_iter().collect();
+        let saved = state_file.as_mut().and_then(|f| match f.load() {
+            Ok(s) => s,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot read the applied filter; the first sync will replace it");
+                tracing::warn!(error = %e, "ignoring the state file; starting from the kernel or closed");
                 None
             }
-        };
-        if let Some(m) = &mirror {
-            tracing::info!(mode = %m.mode, interfaces = ?m.interfaces, macs = m.macs.len(), "found an applied filter, keeping it");
-        }
-        Filter {
+        });
+        let saved = saved.filter(|s| {
+            let ok = s.interfaces.iter().all(|i| allowed_interfaces.contains(i));
+            if !ok {
+                tracing::warn!(interfaces = ?s.interfaces, "the state file names interfaces this helper no longer manages; ignoring it");
+            }
+            ok
+        });
+        let mut filter = Filter {
             backend,
-            allowed_interfaces: allowed_interfaces.into_iter().collect(),
-            mirror,
+            allowed_interfaces,
+            mirror: None,
+            synced: false,
             generation: 0,
+            state_file,
+            restores: 0,
+        };
+        if let Some(s) = saved {
+            let wanted = Applied::from_state(&s);
+            match filter.backend.apply(&wanted, Change::Full { previous: None }) {
+                Ok(_) => {
+                    tracing::info!(mode = %wanted.mode, interfaces = ?wanted.interfaces, macs = wanted.macs.len(), "applied the state file's filter");
+                    filter.mirror = Some(wanted);
+                    filter.synced = true;
+                    return filter;
+                }
+                Err(e) => tracing::error!(error = %e, "failed to apply the state file's filter"),
+            }
         }
+        match filter.backend.read() {
+            Ok(Some(found)) => {
+                let m = Applied::from_state(&found);
+                tracing::info!(mode = %m.mode, interfaces = ?m.interfaces, macs = m.macs.len(), "found an applied filter, keeping it");
+                filter.mirror = Some(m);
+                filter.synced = true;
+                return filter;
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot read the applied filter; starting closed"),
+        }
+        let closed = filter.closed();
+        match filter.backend.apply(&closed, Change::Full { previous: None }) {
+            Ok(_) => {
+                tracing::info!(interfaces = ?closed.interfaces, "no state yet: DHCP dropped on every configured interface until the daemon syncs");
+                filter.mirror = Some(closed);
+            }
+            Err(e) => tracing::error!(error = %e, "failed to apply the closed start-up filter"),
+        }
+        filter
+    }
+
+    /// Every configured interface, allow mode, nobody allowed.
+    fn closed(&self) -> Applied {
+        Applied {
+            interfaces: self.allowed_interfaces.iter().cloned().collect(),
+            mode: FilterMode::Allow,
+            macs: BTreeSet::new(),
+        }
+    }
+
+    /// Writes the mirror to the state file; a failure is logged, not
+    /// returned: the kernel already holds the state.
+    fn save(&mut self) {
+        let state = if self.synced {
+            self.mirror.as_ref().map(Applied::to_state)
+        } else {
+            None
+        };
+        if let Some(f) = self.state_file.as_mut()
+            && let Err(e) = f.save(state.as_ref())
+        {
+            tracing::error!(error = %e, "failed to save the state file; a restarted helper would start from an older state");
+        }
+    }
+
+    /// Puts the mirror back into the kernel (a whole-table replace), after
+    /// someone else changed our objects. `what` says what was seen.
+    pub fn restore(&mut self, what: &str) -> Result<(), BackendError> {
+        let Some(m) = self.mirror.clone() else {
+            return Ok(());
+        };
+        let started = std::time::Instant::now();
+        self.backend.apply(&m, Change::Full { previous: None })?;
+        self.restores += 1;
+        tracing::warn!(
+            found = what,
+            mode = %m.mode,
+            macs = m.macs.len(),
+            micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            "the filter was changed by someone else; restored"
+        );
+        Ok(())
+    }
+
+    /// Reads the kernel back and restores the mirror if they differ (for
+    /// when change notifications were lost).
+    pub fn check(&mut self) -> Result<bool, BackendError> {
+        let Some(m) = self.mirror.as_ref() else {
+            return Ok(false);
+        };
+        let found = self.backend.read()?.map(|s| Applied::from_state(&s));
+        if found.as_ref() == Some(m) {
+            return Ok(false);
+        }
+        let what = match &found {
+            None => "the table missing".to_owned(),
+            Some(f) => format!(
+                "{} MACs in {} mode where {} were applied",
+                f.macs.len(),
+                f.mode,
+                m.macs.len()
+            ),
+        };
+        self.restore(&what)?;
+        Ok(true)
+    }
+
+    /// How many times a foreign change was undone.
+    pub fn restores(&self) -> u64 {
+        self.restores
     }
 
     pub fn backend_name(&self) -> &'static str {
@@ -179,12 +305,18 @@ impl Filter {
             )
             .map_err(kernel_error)?;
         self.mirror = Some(wanted);
+        self.synced = true;
+        self.save();
         Ok(self.summary(micros))
     }
 
     /// Adds MACs to the synced set; ones already there are skipped.
     pub fn add(&mut self, macs: &[MacAddr]) -> Result<AppliedSummary, ProtocolError> {
-        let mirror = self.mirror.as_ref().ok_or_else(not_synced)?;
+        let mirror = self
+            .mirror
+            .as_ref()
+            .filter(|_| self.synced)
+            .ok_or_else(not_synced)?;
         let added: Vec<MacAddr> = macs
             .iter()
             .copied()
@@ -205,12 +337,17 @@ impl Filter {
             )
             .map_err(kernel_error)?;
         self.mirror = Some(next);
+        self.save();
         Ok(self.summary(micros))
     }
 
     /// Removes MACs from the synced set; absent ones are ignored.
     pub fn remove(&mut self, macs: &[MacAddr]) -> Result<AppliedSummary, ProtocolError> {
-        let mirror = self.mirror.as_ref().ok_or_else(not_synced)?;
+        let mirror = self
+            .mirror
+            .as_ref()
+            .filter(|_| self.synced)
+            .ok_or_else(not_synced)?;
         let removed: Vec<MacAddr> = macs
             .iter()
             .copied()
@@ -233,6 +370,7 @@ impl Filter {
             )
             .map_err(kernel_error)?;
         self.mirror = Some(next);
+        self.save();
         Ok(self.summary(micros))
     }
 
@@ -246,6 +384,8 @@ impl Filter {
     pub fn teardown(&mut self) -> Result<(), ProtocolError> {
         self.backend.teardown().map_err(kernel_error)?;
         self.mirror = None;
+        self.synced = false;
+        self.save();
         self.generation += 1;
         Ok(())
     }
@@ -276,7 +416,11 @@ mod tests {
     }
 
     fn filter() -> Filter {
-        Filter::new(Box::new(noop::Noop::default()), [iface("br0"), iface("br1")])
+        Filter::new(
+            Box::new(noop::Noop::default()),
+            [iface("br0"), iface("br1")],
+            None,
+        )
     }
 
     fn state(macs: &[u8]) -> FilterState {
@@ -297,13 +441,23 @@ mod tests {
     #[test]
     fn interfaces_outside_the_configured_ones_are_refused() {
         let mut f = filter();
+        let before = f.mirror();
         let mut s = state(&[1]);
         s.interfaces = vec![iface("eth9")];
         assert_eq!(
             f.sync(&s).map_err(|e| e.code),
             Err(ErrorCode::InterfaceNotAllowed)
         );
-        assert_eq!(f.mirror(), None);
+        assert_eq!(f.mirror(), before);
+    }
+
+    #[test]
+    fn a_filter_without_state_starts_closed_on_every_interface() {
+        let f = filter();
+        let closed = f.mirror().unwrap_or_else(|| panic!("no start-up filter"));
+        assert_eq!(closed.mode, FilterMode::Allow);
+        assert_eq!(closed.interfaces, vec![iface("br0"), iface("br1")]);
+        assert!(closed.macs.is_empty());
     }
 
     #[test]

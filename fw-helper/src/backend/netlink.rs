@@ -67,6 +67,9 @@ pub struct Message<'a> {
     pub kind: u16,
     pub flags: u16,
     pub seq: u32,
+    /// The port id of the socket the message came from (for a change
+    /// notification: the socket that sent the transaction).
+    pub pid: u32,
     pub payload: &'a [u8],
 }
 
@@ -95,6 +98,7 @@ pub fn messages(buf: &[u8]) -> impl Iterator<Item = Result<Message<'_>, NetlinkE
             let kind = u16_at(buf, at + 4)?;
             let flags = u16_at(buf, at + 6)?;
             let seq = u32_at(buf, at + 8)?;
+            let pid = u32_at(buf, at + 12)?;
             let payload = buf.get(at + NLMSG_HDRLEN..at + len)?;
             Some((
                 len,
@@ -102,6 +106,7 @@ pub fn messages(buf: &[u8]) -> impl Iterator<Item = Result<Message<'_>, NetlinkE
                     kind,
                     flags,
                     seq,
+                    pid,
                     payload,
                 },
             ))
@@ -153,6 +158,13 @@ impl Socket {
         let tv = TimeVal::new(RECV_TIMEOUT.as_secs() as _, 0);
         socket::setsockopt(&fd, sockopt::ReceiveTimeout, &tv).map_err(NetlinkError::Open)?;
         Ok(Socket { fd })
+    }
+
+    /// The netlink port id the kernel bound this socket to.
+    pub fn portid(&self) -> Result<u32, NetlinkError> {
+        socket::getsockname::<NetlinkAddr>(self.fd.as_raw_fd())
+            .map(|a| a.pid())
+            .map_err(NetlinkError::Open)
     }
 
     /// Sizes the buffers for a batch of `len` bytes. `*BUFFORCE` needs

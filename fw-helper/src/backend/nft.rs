@@ -271,6 +271,9 @@ pub struct Nftables;
 impl Nftables {
     fn send(&self, plan: PlannedBatch) -> Result<(), BackendError> {
         let sock = Socket::open().map_err(BackendError::Netlink)?;
+        // The change notifications of this transaction carry this port id:
+        // the watch must not take our own changes for tampering.
+        super::watch::note_own_portid(sock.portid().map_err(BackendError::Netlink)?);
         let objects = plan.objects.clone();
         match sock.transact(plan.bytes) {
             Ok(()) => Ok(()),

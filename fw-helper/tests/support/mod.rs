@@ -50,9 +50,12 @@ impl Helper {
             log,
             proc,
         };
-        wait_for("the helper socket", Duration::from_secs(10), || {
-            Ok(h.socket.exists().then_some(()))
-        })?;
+        // "serving" is logged once the start-up filter is in the kernel
+        // and the socket listens (its file exists a little earlier).
+        wait_for("the helper serving", Duration::from_secs(10), || {
+            Ok(h.log_text().contains("serving").then_some(()))
+        })
+        .with_context(|| format!("helper log:\n{}", h.log_text()))?;
         Ok(h)
     }
 
@@ -66,7 +69,9 @@ impl Helper {
     }
 
     pub async fn client(&self) -> anyhow::Result<Client> {
-        let (c, hello) = Client::connect(&self.socket).await?;
+        let (c, hello) = Client::connect(&self.socket)
+            .await
+            .with_context(|| format!("helper log:\n{}", self.log_text()))?;
         if !matches!(hello.body, ReplyBody::Hello { .. }) {
             bail!("hello refused: {hello:?}");
         }

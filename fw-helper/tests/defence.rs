@@ -1,0 +1,203 @@
+//! The filter defends itself, against the real kernel: what an admin's
+//! `nft flush ruleset`, `nft delete table` or hand edit does to the
+//! helper's table is undone at once, read back with `nft`; a restarted
+//! helper starts from its state file, or closed, never open.
+//!
+//! Privileged: run as root. With DISCOVERD_REQUIRE_PRIVILEGED=1 a test
+//! that cannot get root or a namespace fails instead of skipping.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use common::FilterMode;
+use common::protocol::{ErrorCode, ReplyBody, RequestBody};
+use support::*;
+
+macro_rules! privileged {
+    ($name:expr) => {
+        if !privileged_available($name)? {
+            return Ok(());
+        }
+    };
+}
+
+/// Long enough for a loaded CI machine; the speed is in the benchmark
+/// (BENCHMARKS.md), the daemon's periodic resync is far longer.
+const BACK_WITHIN: Duration = Duration::from_secs(3);
+
+/// The set's elements and the rules.
+type Snapshot = (Vec<String>, Vec<Vec<String>>);
+
+/// The table as `nft` reads it.
+fn snapshot(ns: &Netns) -> anyhow::Result<Option<Snapshot>> {
+    if ns.nft_table()?.is_none() {
+        return Ok(None);
+    }
+    let set = ns.nft_set_macs()?.unwrap_or_default();
+    Ok(Some((set, rules(ns)?)))
+}
+
+fn restored_lines(h: &Helper) -> usize {
+    h.log_text()
+        .matches("the filter was changed by someone else; restored")
+        .count()
+}
+
+#[tokio::test]
+async fn flush_ruleset_delete_table_and_hand_edits_are_undone() -> anyhow::Result<()> {
+    privileged!("defence_tampering");
+    let ns = Netns::new("defend")?;
+    let h = Helper::start(&ns, "")?;
+    let mut c = h.client().await?;
+    let want = macs(0..1000);
+    expect_applied(
+        &call(&mut c, sync(&["veth0"], FilterMode::Deny, want.clone())).await?,
+        1000,
+    );
+    let good = snapshot(&ns)?;
+    assert_eq!(
+        good.as_ref().map(|g| g.0.clone()),
+        Some(strings(&want)),
+        "the sync itself"
+    );
+    let stranger = mac(0xfff0).to_string();
+    let member = mac(7).to_string();
+    let tampering: Vec<Vec<String>> = vec![
+        vec!["flush".into(), "ruleset".into()],
+        vec![
+            "delete".into(),
+            "table".into(),
+            "inet".into(),
+            "ironic_discoverd".into(),
+        ],
+        vec![
+            "add element inet ironic_discoverd denied".into(),
+            format!("{{ {stranger} }}"),
+        ],
+        vec![
+            "delete element inet ironic_discoverd denied".into(),
+            format!("{{ {member} }}"),
+        ],
+        vec!["flush set inet ironic_discoverd denied".into()],
+        vec!["flush chain inet ironic_discoverd dhcp_filter".into()],
+    ];
+    for (i, cmd) in tampering.iter().enumerate() {
+        let text = cmd.join(" ");
+        let argv: Vec<&str> = std::iter::once("nft").chain(text.split(' ')).collect();
+        let started = Instant::now();
+        ns.exec(&argv)?;
+        wait_for(
+            &format!("the filter back after `nft {text}`"),
+            BACK_WITHIN,
+            || Ok((snapshot(&ns)? == good).then_some(())),
+        )?;
+        eprintln!(
+            "`nft {text}`: back in {:?} (as seen through nft)",
+            started.elapsed()
+        );
+        wait_for("the restore logged", BACK_WITHIN, || {
+            Ok((restored_lines(&h) > i).then_some(()))
+        })?;
+    }
+    // Someone else's table is none of our business: no restore for it.
+    let before = restored_lines(&h);
+    ns.exec(&["nft", "add", "table", "inet", "foreign"])?;
+    ns.exec(&["nft", "delete", "table", "inet", "foreign"])?;
+    // Nor is our own next change.
+    expect_applied(
+        &call(
+            &mut c,
+            RequestBody::Add {
+                macs: macs(2000..2001),
+            },
+        )
+        .await?,
+        1001,
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(restored_lines(&h), before, "{}", h.log_text());
+    Ok(())
+}
+
+#[tokio::test]
+async fn restarted_helper_puts_back_its_state_file_before_any_sync() -> anyhow::Result<()> {
+    privileged!("defence_state_file");
+    let ns = Netns::new("stfile")?;
+    let dir = tempfile::tempdir()?;
+    let conf = format!("state_file = {}", dir.path().join("state").display());
+    let want = macs(0..20);
+    {
+        let mut h = Helper::start(&ns, &conf)?;
+        let mut c = h.client().await?;
+        expect_applied(
+            &call(&mut c, sync(&["veth0"], FilterMode::Deny, macs(0..25))).await?,
+            25,
+        );
+        expect_applied(
+            &call(&mut c, RequestBody::Remove { macs: macs(20..25) }).await?,
+            20,
+        );
+        h.proc.kill();
+    }
+    ns.exec(&["nft", "delete", "table", "inet", "ironic_discoverd"])?;
+    assert_eq!(ns.nft_table()?, None);
+    let h = Helper::start(&ns, &conf)?;
+    // Before anybody connects: the last state is back, incremental
+    // changes included.
+    wait_for("the state file's filter", BACK_WITHIN, || {
+        Ok((ns.nft_set_macs()? == Some(strings(&want))).then_some(()))
+    })?;
+    assert_eq!(rules(&ns)?[0].last().map(String::as_str), Some("drop"));
+    // It counts as synced: an incremental change works at once.
+    let mut c = h.client().await?;
+    expect_applied(&call(&mut c, RequestBody::Remove { macs: macs(0..1) }).await?, 19);
+    // A teardown is remembered too: the next start is closed, not this state.
+    assert!(matches!(
+        call(&mut c, RequestBody::Teardown).await?,
+        ReplyBody::TornDown
+    ));
+    drop(c);
+    drop(h);
+    let _h = Helper::start(&ns, &conf)?;
+    wait_for("the closed filter", BACK_WITHIN, || {
+        Ok(ns.nft_table()?.is_some().then_some(()))
+    })?;
+    assert_eq!(ns.nft_set_macs()?, Some(vec![]));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_helper_with_no_state_starts_closed_on_every_interface() -> anyhow::Result<()> {
+    privileged!("defence_closed_start");
+    let ns = Netns::new("closed")?;
+    let h = Helper::start(&ns, "")?;
+    wait_for("the closed filter", BACK_WITHIN, || {
+        Ok(ns.nft_table()?.is_some().then_some(()))
+    })?;
+    assert_eq!(ns.nft_set_macs()?, Some(vec![]));
+    let r = rules(&ns)?;
+    // Allow mode with nobody allowed: each interface's last rule drops all.
+    for i in ["br0", "eth1", "veth0"] {
+        let drop_all = vec![
+            format!("iifname={i}"),
+            "udp dport=67".into(),
+            "counter".into(),
+            "drop".into(),
+        ];
+        assert!(r.contains(&drop_all), "{i} not closed: {r:?}");
+    }
+    // The closed filter is not a synced state: incremental changes wait.
+    let mut c = h.client().await?;
+    let reply = call(&mut c, RequestBody::Add { macs: macs(0..1) }).await?;
+    assert!(
+        matches!(reply, ReplyBody::Error(ref e) if e.code == ErrorCode::NotSynced),
+        "{reply:?}"
+    );
+    // And it defends itself like any other state.
+    ns.exec(&["nft", "flush", "ruleset"])?;
+    wait_for("the closed filter back", BACK_WITHIN, || {
+        Ok((rules(&ns).is_ok_and(|now| now == r)).then_some(()))
+    })?;
+    Ok(())
+}
