@@ -206,7 +206,7 @@ fn main() {
         "| n MACs | bare rustables batch (replace table) | bare batch (flush + refill set) | through the helper (client → socket → kernel) | helper ÷ bare refill | `nft -f` (replace table) | `iptables-nft-restore` |"
     );
     println!("|---|---|---|---|---|---|---|");
-    let mut backend = Nftables;
+    let mut backend = Nftables::default();
     let (mut client, _) = rt
         .block_on(fw_helper::ctl::Client::connect(&socket))
         .unwrap_or_else(|e| panic!("connect: {e}"));

@@ -75,7 +75,9 @@ pub fn resolve_gid(v: &str) -> Result<Gid, String> {
 
 fn backend(s: &Section<'_>, value: &str) -> Result<BackendKind, ConfigError> {
     match value {
-        "nftables" => Ok(BackendKind::Nftables),
+        "nftables" => Ok(BackendKind::Nftables {
+            match_chaddr: s.boolean("match_chaddr", true)?,
+        }),
         "iptables" => Ok(BackendKind::Iptables {
             restore: s.string_or("iptables_restore", "iptables-nft-restore"),
         }),
@@ -159,6 +161,7 @@ impl HelperConfig {
         };
         // iptables_restore is only read for the iptables backend.
         let _ = s.raw("iptables_restore");
+        let _ = s.raw("match_chaddr");
         s.reject_unknown(&[])?;
         Ok(cfg)
     }
@@ -193,7 +196,7 @@ mod tests {
         )?;
         assert_eq!(c.socket_path, PathBuf::from(DEFAULT_SOCKET));
         assert_eq!(c.socket_mode, 0o660);
-        assert_eq!(c.backend, BackendKind::Nftables);
+        assert_eq!(c.backend, BackendKind::Nftables { match_chaddr: true });
         assert_eq!(c.allowed_uid, Uid::from_raw(4321));
         assert_eq!(c.user, "nobody");
         assert_eq!(c.interfaces.len(), 1);
@@ -255,7 +258,7 @@ mod tests {
         assert_eq!(c, load("[fw_helper]\n", &o)?);
         assert_eq!(c.socket_path, PathBuf::from(DEFAULT_SOCKET));
         assert_eq!(c.socket_mode, 0o660);
-        assert_eq!(c.backend, BackendKind::Nftables);
+        assert_eq!(c.backend, BackendKind::Nftables { match_chaddr: true });
         assert_eq!(c.user, "nobody");
         assert!(!c.teardown_on_stop && !c.allow_extra_capabilities && !c.debug && !c.json_logs);
         Ok(())

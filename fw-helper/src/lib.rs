@@ -53,7 +53,7 @@ pub fn run(cfg: HelperConfig) -> anyhow::Result<()> {
         },
     );
     // 4. The watch that puts the filter back when someone else changes it.
-    if cfg.backend == BackendKind::Nftables {
+    if matches!(cfg.backend, BackendKind::Nftables { .. }) {
         let watch = backend::watch::Watch::open().context("failed to watch nf_tables for changes")?;
         let filter = shared.filter();
         std::thread::Builder::new()

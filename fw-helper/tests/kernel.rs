@@ -34,15 +34,27 @@ async fn deny_mode_sync_reads_back_exactly_at_0_1_and_2049_macs() -> anyhow::Res
         );
         assert_eq!(ns.nft_set_macs()?, Some(strings(&want)), "n = {n}");
     }
+    // The Ethernet source, and the BOOTP chaddr (htype 1, hlen 6) for
+    // relayed requests.
     assert_eq!(
         rules(&ns)?,
-        vec![vec![
-            "iifname=veth0".to_owned(),
-            "udp dport=67".into(),
-            "ether saddr@denied".into(),
-            "counter".into(),
-            "drop".into()
-        ]]
+        vec![
+            vec![
+                "iifname=veth0".to_owned(),
+                "udp dport=67".into(),
+                "ether saddr@denied".into(),
+                "counter".into(),
+                "drop".into()
+            ],
+            vec![
+                "iifname=veth0".to_owned(),
+                "udp dport=67".into(),
+                "@th,72,16=262".into(),
+                "@th,288,48@denied".into(),
+                "counter".into(),
+                "drop".into()
+            ]
+        ]
     );
     // A re-sync with a different set replaces it exactly.
     let other = macs(5000..5010);
@@ -99,6 +111,14 @@ async fn allow_mode_on_two_interfaces() -> anyhow::Result<()> {
                 format!("iifname={i}"),
                 "udp dport=67".into(),
                 "ether saddr@allowed".into(),
+                "counter".into(),
+                "accept".into(),
+            ],
+            vec![
+                format!("iifname={i}"),
+                "udp dport=67".into(),
+                "@th,72,16=262".into(),
+                "@th,288,48@allowed".into(),
                 "counter".into(),
                 "accept".into(),
             ],

@@ -93,7 +93,7 @@ pub trait Backend: Send + fmt::Debug {
 /// Which backend to build.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BackendKind {
-    Nftables,
+    Nftables { match_chaddr: bool },
     Iptables { restore: String },
     None,
 }
@@ -101,7 +101,9 @@ pub enum BackendKind {
 impl BackendKind {
     pub fn build(&self) -> Box<dyn Backend> {
         match self {
-            BackendKind::Nftables => Box::new(nft::Nftables),
+            BackendKind::Nftables { match_chaddr } => Box::new(nft::Nftables {
+                match_chaddr: *match_chaddr,
+            }),
             BackendKind::Iptables { restore } => Box::new(iptables::Iptables::new(restore.clone())),
             BackendKind::None => Box::new(noop::Noop::default()),
         }

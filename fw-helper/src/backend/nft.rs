@@ -7,11 +7,20 @@
 //!     chain dhcp_filter {
 //!         type filter hook input priority filter; policy accept;
 //!         iifname "IF" udp dport 67 ether saddr @denied counter drop          # deny mode
-//!         iifname "IF" udp dport 67 ether saddr @allowed counter accept       # allow mode,
-//!         iifname "IF" udp dport 67 counter drop                              #   two rules
+//!         iifname "IF" udp dport 67 @th,72,16 0x0106 @th,288,48 @denied counter drop
+//!         iifname "IF" udp dport 67 ether saddr @allowed counter accept       # allow mode
+//!         iifname "IF" udp dport 67 @th,72,16 0x0106 @th,288,48 @allowed counter accept
+//!         iifname "IF" udp dport 67 counter drop
 //!     }
 //! }
 //! ```
+//! The `@th` rules match the client hardware address inside the BOOTP
+//! header (`chaddr`, 36 bytes into the UDP datagram, when `htype` is 1 =
+//! Ethernet and `hlen` is 6), so a request a DHCP relay forwarded — whose
+//! Ethernet source is the relay's — is filtered by the node's MAC too. The
+//! kernel's payload expression reads at most what the packet holds: a
+//! datagram too short for the header does not match (it never reads past
+//! the end). They can be turned off (`match_chaddr = false`).
 //! The expressions are the ones `nft` itself emits for that text, so
 //! `nft list` shows the rules as written (shared/spec/nftables.md §3).
 
@@ -20,8 +29,8 @@ use std::time::Instant;
 
 use common::{FilterMode, FilterState, InterfaceName, MacAddr};
 use rustables::expr::{
-    Cmp, CmpOp, Counter, HighLevelPayload, Immediate, LLHeaderField, Lookup, Meta, MetaType,
-    TransportHeaderField, UDPHeaderField, VerdictKind,
+    Cmp, CmpOp, Counter, HighLevelPayload, Immediate, LLHeaderField, Lookup, Meta, MetaType, Payload,
+    Register, TransportHeaderField, UDPHeaderField, VerdictKind,
 };
 use rustables::set::SetElementList;
 use rustables::{
@@ -40,6 +49,13 @@ pub const CHUNK: usize = 2048;
 const DHCP_SERVER_PORT: u16 = 67;
 const IPPROTO_UDP: u8 = 17;
 const ARPHRD_ETHER: u16 = 1;
+/// Offset in the UDP datagram of the BOOTP `htype`,`hlen` pair (8-byte UDP
+/// header + 1, after `op`), and the value that means a 6-byte Ethernet
+/// address.
+const BOOTP_HTYPE_HLEN_AT: u32 = 8 + 1;
+const BOOTP_HTYPE_HLEN_ETHER: u16 = 0x0106;
+/// Offset of `chaddr` (8-byte UDP header + 28).
+const BOOTP_CHADDR_AT: u32 = 8 + 28;
 /// nft's `ether_addr` data type.
 const TYPE_ETHER_ADDR: u32 = 9;
 
@@ -137,6 +153,15 @@ fn add_elements(
     Ok(())
 }
 
+/// `@th,OFFSET*8,LEN*8` into register 1.
+fn transport_payload(offset: u32, len: u32) -> Payload {
+    Payload::default()
+        .with_base(rustables::sys::NFT_PAYLOAD_TRANSPORT_HEADER)
+        .with_offset(offset)
+        .with_len(len)
+        .with_dreg(Register::Reg1)
+}
+
 fn rule_prefix(chain: &Chain, iface: &InterfaceName) -> Result<Rule, BackendError> {
     let rule = Rule::new(chain).map_err(|e| BackendError::Build(e.to_string()))?;
     Ok(rule
@@ -153,7 +178,7 @@ fn rule_prefix(chain: &Chain, iface: &InterfaceName) -> Result<Rule, BackendErro
 /// `NEWTABLE, DELTABLE` first makes the delete safe when nothing exists;
 /// everything after re-creates the table, so the kernel swaps old for new
 /// in one transaction and no half-built filter is ever visible.
-pub fn replace_batch(state: &Applied) -> Result<PlannedBatch, BackendError> {
+pub fn replace_batch(state: &Applied, match_chaddr: bool) -> Result<PlannedBatch, BackendError> {
     let meta = serde_json::to_vec(&Meta0 {
         mode: state.mode,
         interfaces: state.interfaces.clone(),
@@ -191,10 +216,21 @@ pub fn replace_batch(state: &Applied) -> Result<PlannedBatch, BackendError> {
             .with_expr(HighLevelPayload::LinkLayer(LLHeaderField::Saddr).build())
             .with_expr(lookup.clone())
             .with_expr(Counter::default())
-            .with_expr(Immediate::new_verdict(verdict));
+            .with_expr(Immediate::new_verdict(verdict.clone()));
         debug_assert!(with_set);
         batch.add(&rule, MsgType::Add);
         objects.push(Object::Rule(iface.clone()));
+        if match_chaddr {
+            let rule = rule_prefix(&chain, iface)?
+                .with_expr(transport_payload(BOOTP_HTYPE_HLEN_AT, 2))
+                .with_expr(Cmp::new(CmpOp::Eq, BOOTP_HTYPE_HLEN_ETHER.to_be_bytes().to_vec()))
+                .with_expr(transport_payload(BOOTP_CHADDR_AT, 6))
+                .with_expr(lookup.clone())
+                .with_expr(Counter::default())
+                .with_expr(Immediate::new_verdict(verdict));
+            batch.add(&rule, MsgType::Add);
+            objects.push(Object::Rule(iface.clone()));
+        }
         if state.mode == FilterMode::Allow {
             // rustables has no inverted lookup, so "everything else" is a
             // second rule after the accept.
@@ -265,8 +301,17 @@ fn teardown_batch() -> PlannedBatch {
 }
 
 /// The nftables backend.
-#[derive(Debug, Default)]
-pub struct Nftables;
+#[derive(Debug)]
+pub struct Nftables {
+    /// Also match the BOOTP `chaddr` (relayed DHCP).
+    pub match_chaddr: bool,
+}
+
+impl Default for Nftables {
+    fn default() -> Self {
+        Nftables { match_chaddr: true }
+    }
+}
 
 impl Nftables {
     fn send(&self, plan: PlannedBatch) -> Result<(), BackendError> {
@@ -307,11 +352,13 @@ impl Backend for Nftables {
                         Ok(()) => {}
                         // The table vanished behind our back (an admin's
                         // `nft flush ruleset`): rebuild it.
-                        Err(BackendError::Rejected { .. }) => self.send(replace_batch(state)?)?,
+                        Err(BackendError::Rejected { .. }) => {
+                            self.send(replace_batch(state, self.match_chaddr)?)?
+                        }
                         Err(e) => return Err(e),
                     }
                 } else {
-                    self.send(replace_batch(state)?)?;
+                    self.send(replace_batch(state, self.match_chaddr)?)?;
                 }
             }
             Change::Delta { added, removed } => {
@@ -436,7 +483,7 @@ mod tests {
 
     #[test]
     fn replace_batch_has_one_message_per_object_and_chunks_elements() -> Result<(), BackendError> {
-        let plan = replace_batch(&state(FilterMode::Deny, 2049, &["veth0", "br0"]))?;
+        let plan = replace_batch(&state(FilterMode::Deny, 2049, &["veth0", "br0"]), false)?;
         // table add/del/add, chain, set, 2 rules, 2 element chunks
         assert_eq!(plan.objects.len(), 9);
         assert_eq!(
@@ -470,13 +517,20 @@ mod tests {
 
     #[test]
     fn allow_mode_adds_a_catch_all_drop_per_interface() -> Result<(), BackendError> {
-        let plan = replace_batch(&state(FilterMode::Allow, 0, &["veth0"]))?;
+        let plan = replace_batch(&state(FilterMode::Allow, 0, &["veth0"]), false)?;
         let rules = plan
             .objects
             .iter()
             .filter(|o| matches!(o, Object::Rule(_)))
             .count();
         assert_eq!(rules, 2);
+        let plan = replace_batch(&state(FilterMode::Allow, 0, &["veth0"]), true)?;
+        let rules = plan
+            .objects
+            .iter()
+            .filter(|o| matches!(o, Object::Rule(_)))
+            .count();
+        assert_eq!(rules, 3);
         assert!(!plan.objects.iter().any(|o| matches!(o, Object::Elements { .. })));
         Ok(())
     }

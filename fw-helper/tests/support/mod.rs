@@ -134,6 +134,13 @@ pub fn rules(ns: &Netns) -> anyhow::Result<Vec<Vec<String>>> {
                 let right = &m["right"];
                 let key = if let Some(meta) = left.get("meta") {
                     meta["key"].as_str().unwrap_or("?").to_owned()
+                } else if let Some(p) = left.get("payload").filter(|p| p.get("base").is_some()) {
+                    format!(
+                        "@{},{},{}",
+                        p["base"].as_str().unwrap_or("?"),
+                        p["offset"],
+                        p["len"]
+                    )
                 } else if let Some(p) = left.get("payload") {
                     format!(
                         "{} {}",
