@@ -74,3 +74,57 @@ async fn denied_mac_gets_no_lease_and_allowed_mac_does() -> anyhow::Result<()> {
     assert!(lab.set_rule_packets()? > 0, "the accept rule counted no packets");
     Ok(())
 }
+
+/// Through a real DHCP relay (dnsmasq in relay mode) the server sees the
+/// relay's Ethernet source; only the BOOTP chaddr names the client.
+#[tokio::test]
+async fn relayed_requests_are_filtered_by_the_clients_mac() -> anyhow::Result<()> {
+    if !privileged_available("dhcp_relay_packets")? {
+        return Ok(());
+    }
+    let lab = DhcpLab::relayed(&mac(CLIENT_MAC).to_string())?;
+    let h = Helper::start(&lab.server, "")?;
+    let mut c = h.client().await?;
+
+    // Nothing denied: the relay works end to end.
+    expect_applied(
+        &call(&mut c, sync(&["veth0"], FilterMode::Deny, vec![mac(1)])).await?,
+        1,
+    );
+    assert!(
+        lab.try_lease(Duration::from_secs(15))?,
+        "no lease through the relay with nothing denied:\n{}",
+        lab.server_log()
+    );
+    // Deny mode, the client's MAC in the set: no lease through the relay.
+    expect_applied(
+        &call(
+            &mut c,
+            sync(&["veth0"], FilterMode::Deny, vec![mac(CLIENT_MAC), mac(1)]),
+        )
+        .await?,
+        2,
+    );
+    assert!(
+        !lab.try_lease(Duration::from_secs(6))?,
+        "a denied MAC got a lease through the relay"
+    );
+    // Allow mode: listed → served through the relay, unlisted → not.
+    expect_applied(
+        &call(&mut c, sync(&["veth0"], FilterMode::Allow, vec![mac(CLIENT_MAC)])).await?,
+        1,
+    );
+    assert!(
+        lab.try_lease(Duration::from_secs(15))?,
+        "allow mode did not serve a listed MAC through the relay"
+    );
+    expect_applied(
+        &call(&mut c, sync(&["veth0"], FilterMode::Allow, vec![mac(1)])).await?,
+        1,
+    );
+    assert!(
+        !lab.try_lease(Duration::from_secs(6))?,
+        "allow mode served an unlisted MAC through the relay"
+    );
+    Ok(())
+}

@@ -16,6 +16,9 @@ pub struct DhcpLab {
     pub client: Netns,
     dir: tempfile::TempDir,
     _dnsmasq: ChildGuard,
+    /// For [`DhcpLab::relayed`]: the relay's namespace and its dnsmasq
+    /// (dropped after the client and server, in field order).
+    _relay: Option<(Netns, ChildGuard)>,
 }
 
 impl DhcpLab {
@@ -69,7 +72,105 @@ impl DhcpLab {
             client,
             dir,
             _dnsmasq: dnsmasq,
+            _relay: None,
         })
+    }
+
+    /// The same with a DHCP relay between client and server: the client
+    /// (`veth1`) sits on 198.51.100.0/24 behind a relay namespace running
+    /// dnsmasq in relay mode (`--dhcp-relay`), which forwards to the
+    /// server's 192.0.2.1 from 192.0.2.2 with giaddr 198.51.100.1. On the
+    /// server's `veth0` the requests carry the relay's Ethernet source and
+    /// the client's MAC only in the BOOTP chaddr.
+    pub fn relayed(client_mac: &str) -> anyhow::Result<Self> {
+        let server = Netns::new("dhcps")?;
+        let relay = Netns::new("dhcpr")?;
+        let client = Netns::new("dhcpc")?;
+        server.exec(&[
+            "ip",
+            "link",
+            "add",
+            SERVER_IF,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "vethr0",
+            "netns",
+            relay.name(),
+        ])?;
+        server.exec(&["ip", "addr", "add", "192.0.2.1/24", "dev", SERVER_IF])?;
+        server.exec(&["ip", "link", "set", SERVER_IF, "up"])?;
+        server.exec(&["ip", "route", "add", "198.51.100.0/24", "via", "192.0.2.2"])?;
+        relay.exec(&[
+            "ip",
+            "link",
+            "add",
+            "vethr1",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "veth1",
+            "netns",
+            client.name(),
+        ])?;
+        relay.exec(&["ip", "addr", "add", "192.0.2.2/24", "dev", "vethr0"])?;
+        relay.exec(&["ip", "addr", "add", "198.51.100.1/24", "dev", "vethr1"])?;
+        relay.exec(&["ip", "link", "set", "vethr0", "up"])?;
+        relay.exec(&["ip", "link", "set", "vethr1", "up"])?;
+        client.exec(&["ip", "link", "set", "veth1", "address", client_mac])?;
+        client.exec(&["ip", "link", "set", "veth1", "up"])?;
+        let dir = tempfile::tempdir()?;
+        let mut cmd = server.command("dnsmasq");
+        cmd.args([
+            "--no-daemon",
+            "--conf-file=/dev/null",
+            "--interface=veth0",
+            "--bind-interfaces",
+            "--port=0",
+            "--no-ping",
+            "--dhcp-range=198.51.100.100,198.51.100.150,255.255.255.0,2m",
+            "--log-dhcp",
+        ])
+        .arg(format!(
+            "--dhcp-leasefile={}",
+            dir.path().join("dnsmasq.leases").display()
+        ))
+        .arg(format!("--pid-file={}", dir.path().join("dnsmasq.pid").display()))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("dnsmasq.log"))?);
+        let dnsmasq = ChildGuard::spawn("dnsmasq", &mut cmd)?;
+        let mut cmd = relay.command("dnsmasq");
+        cmd.args([
+            "--no-daemon",
+            "--conf-file=/dev/null",
+            "--interface=vethr1",
+            "--interface=vethr0",
+            "--port=0",
+            "--dhcp-relay=198.51.100.1,192.0.2.1",
+            "--log-dhcp",
+        ])
+        .arg(format!("--pid-file={}", dir.path().join("relay.pid").display()))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("relay.log"))?);
+        let relay_dnsmasq = ChildGuard::spawn("dnsmasq relay", &mut cmd)?;
+        std::fs::write(
+            dir.path().join("dhclient.conf"),
+            "timeout 4;\ninitial-interval 1;\n",
+        )?;
+        Ok(DhcpLab {
+            server,
+            client,
+            dir,
+            _dnsmasq: dnsmasq,
+            _relay: Some((relay, relay_dnsmasq)),
+        })
+    }
+
+    /// The server dnsmasq's log (which shows relayed requests).
+    pub fn server_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("dnsmasq.log")).unwrap_or_default()
     }
 
     /// One dhclient attempt; true if it got a lease within `limit`.
