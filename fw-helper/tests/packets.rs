@@ -128,3 +128,67 @@ async fn relayed_requests_are_filtered_by_the_clients_mac() -> anyhow::Result<()
     );
     Ok(())
 }
+
+/// A helper restarted after its table was deleted drops DHCP from a known
+/// MAC at once (its state file), before any daemon connects; the daemon's
+/// next sync lets the right ones through. Without a state file it starts
+/// closed: nobody is served until the first sync.
+#[tokio::test]
+async fn a_restarted_helper_never_opens_the_filter() -> anyhow::Result<()> {
+    if !privileged_available("dhcp_restart_packets")? {
+        return Ok(());
+    }
+    let lab = DhcpLab::new(&mac(CLIENT_MAC).to_string())?;
+    let dir = tempfile::tempdir()?;
+    let conf = format!("state_file = {}", dir.path().join("state").display());
+    {
+        let mut h = Helper::start(&lab.server, &conf)?;
+        let mut c = h.client().await?;
+        expect_applied(
+            &call(&mut c, sync(&["veth0"], FilterMode::Deny, vec![mac(CLIENT_MAC)])).await?,
+            1,
+        );
+        h.proc.kill();
+    }
+    lab.server
+        .exec(&["nft", "delete", "table", "inet", "ironic_discoverd"])?;
+    // The hole this closes: no helper, no table, the known MAC is served.
+    assert!(
+        lab.try_lease(Duration::from_secs(15))?,
+        "without any filter the client should get a lease"
+    );
+    let h = Helper::start(&lab.server, &conf)?;
+    assert!(
+        !lab.try_lease(Duration::from_secs(6))?,
+        "a restarted helper let a denied MAC through before the daemon synced"
+    );
+    let mut c = h.client().await?;
+    expect_applied(
+        &call(&mut c, sync(&["veth0"], FilterMode::Deny, vec![mac(1)])).await?,
+        1,
+    );
+    assert!(
+        lab.try_lease(Duration::from_secs(15))?,
+        "the daemon's sync did not let the client through"
+    );
+    drop(c);
+    drop(h);
+    // No state file, no table: closed until the first sync.
+    lab.server
+        .exec(&["nft", "delete", "table", "inet", "ironic_discoverd"])?;
+    let h = Helper::start(&lab.server, "")?;
+    assert!(
+        !lab.try_lease(Duration::from_secs(6))?,
+        "a helper without state started open"
+    );
+    let mut c = h.client().await?;
+    expect_applied(
+        &call(&mut c, sync(&["veth0"], FilterMode::Deny, vec![])).await?,
+        0,
+    );
+    assert!(
+        lab.try_lease(Duration::from_secs(15))?,
+        "the first sync did not open the closed filter"
+    );
+    Ok(())
+}
