@@ -367,6 +367,26 @@ impl Firewall {
         self.incremental(body).await
     }
 
+    /// Whether the helper closed the idle connection (or sent something
+    /// unasked); the connection is dropped then. Never waits: a connection
+    /// in use is not idle.
+    fn connection_lost(&self) -> bool {
+        let Ok(mut guard) = self.inner.conn.try_lock() else {
+            return false;
+        };
+        let Some(conn) = guard.as_mut() else {
+            return false;
+        };
+        let mut byte = [0u8; 1];
+        match conn.stream.try_read(&mut byte) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
+            _ => {
+                *guard = None;
+                true
+            }
+        }
+    }
+
     /// Keeps the helper in step: whenever the filter is stale (the helper
     /// was away, or a change failed), resends the full state, polling
     /// every 250 ms, until `shutdown` resolves.
@@ -387,6 +407,12 @@ impl Firewall {
                 tokio::select! {
                     _ = &mut shutdown => return,
                     _ = ticker.tick() => {}
+                }
+                if !fw.desired().status.stale && fw.connection_lost() {
+                    // A restarted helper closes our connection: resync at
+                    // once rather than at the next periodic tick.
+                    tracing::warn!("the firewall helper closed the connection; resyncing when it is back");
+                    fw.desired().status.stale = true;
                 }
                 let stale = fw.desired().status.stale;
                 if !stale || fw.full_state().is_none() {
@@ -475,6 +501,9 @@ mod tests {
         dir: tempfile::TempDir,
         requests: Arc<Mutex<Vec<RequestBody>>>,
         refuse_next: Arc<AtomicUsize>,
+        /// Connections to close right after answering a sync (a helper
+        /// restart, seen from the daemon).
+        close_after_sync: Arc<AtomicUsize>,
     }
 
     impl FakeHelper {
@@ -486,16 +515,18 @@ mod tests {
             let listener = tokio::net::UnixListener::bind(dir.path().join("fw.sock"))?;
             let requests = Arc::new(Mutex::new(Vec::new()));
             let refuse_next = Arc::new(AtomicUsize::new(0));
-            let (r, n) = (requests.clone(), refuse_next.clone());
+            let close_after_sync = Arc::new(AtomicUsize::new(0));
+            let (r, n, c) = (requests.clone(), refuse_next.clone(), close_after_sync.clone());
             let task = tokio::spawn(async move {
                 while let Ok((mut stream, _)) = listener.accept().await {
-                    let (r, n) = (r.clone(), n.clone());
+                    let (r, n, c) = (r.clone(), n.clone(), c.clone());
                     tokio::spawn(async move {
                         let mut count = 0usize;
                         while let Ok(Some(req)) = protocol::io::read_frame::<Request, _>(&mut stream).await {
                             r.lock()
                                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                                 .push(req.body.clone());
+                            let was_sync = matches!(req.body, RequestBody::Sync(_));
                             let body = match req.body {
                                 RequestBody::Hello { version } => ReplyBody::Hello {
                                     version,
@@ -523,6 +554,10 @@ mod tests {
                             {
                                 return;
                             }
+                            if was_sync && c.load(Ordering::SeqCst) > 0 {
+                                c.fetch_sub(1, Ordering::SeqCst);
+                                return;
+                            }
                         }
                     });
                 }
@@ -532,6 +567,7 @@ mod tests {
                     dir,
                     requests,
                     refuse_next,
+                    close_after_sync,
                 },
                 task,
             ))
@@ -643,6 +679,36 @@ mod tests {
                 .iter()
                 .any(|o| matches!(o, RequestBody::Sync(st) if st.macs.is_empty()))
         );
+        let _ = stop_tx.send(());
+        task.await?;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_helper_restart_is_seen_on_the_connection_and_resynced()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let (h, _t) = FakeHelper::start(tempfile::tempdir()?)?;
+        let fw = firewall(h.socket(), FilterMode::Deny, true);
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = fw.spawn_reconnector(async move {
+            let _ = stop_rx.await;
+        });
+        h.close_after_sync.store(1, Ordering::SeqCst);
+        fw.sync(&s(&["52:54:00:00:00:01"]), &HashSet::new()).await?;
+        // No call from the daemon's side: the closed connection alone
+        // brings a second hello and a full sync.
+        let syncs = || {
+            h.ops()
+                .iter()
+                .filter(|o| matches!(o, RequestBody::Sync(_)))
+                .count()
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while syncs() < 2 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(syncs(), 2, "{:?}", h.ops());
+        assert!(!fw.status().stale);
         let _ = stop_tx.send(());
         task.await?;
         Ok(())
