@@ -171,7 +171,12 @@ fn main() {
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).unwrap_or_else(|e| panic!("unshare: {e}"));
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let socket = dir.path().join("fw.sock");
-    let mut helper = Command::new(env!("CARGO_BIN_EXE_ironic-discoverd-fw-helper"))
+    // The helper gets a network namespace of its own: it defends its table
+    // (issue 17), so the bare batches and `nft -f` below, run in this one,
+    // would otherwise be undone by it while they are measured.
+    let mut helper = Command::new("unshare")
+        .arg("--net")
+        .arg(env!("CARGO_BIN_EXE_ironic-discoverd-fw-helper"))
         .args([
             "--allowed-uid",
             "0",

@@ -134,6 +134,17 @@ impl Watch {
         Ok(Watch { fd })
     }
 
+    /// Blocks for the next batch of notifications and classifies them,
+    /// each with the port id of the sender (for benchmarks and tools; the
+    /// helper's own loop is [`run`]).
+    pub fn recv_notices(&self) -> Result<Vec<(Notice, u32)>, NetlinkError> {
+        let mut buf = vec![0u8; 256 * 1024];
+        let n = socket::recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty()).map_err(NetlinkError::Recv)?;
+        messages(&buf[..n])
+            .map(|m| m.map(|m| (classify(m.kind, m.payload), m.pid)))
+            .collect()
+    }
+
     fn set_timeout(&self, t: Option<Duration>) {
         let tv = match t {
             Some(t) => TimeVal::new(t.as_secs() as _, t.subsec_micros() as _),

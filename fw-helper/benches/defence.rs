@@ -1,0 +1,165 @@
+//! How fast the filter puts itself back (run as root):
+//! `cargo bench -p ironic-discoverd-fw-helper --bench defence`.
+//!
+//! In a private network namespace, with the helper holding 1 k / 10 k /
+//! 100 k MACs: the time from an external `nft flush ruleset` (and `nft
+//! delete table`) to the helper's restoring transaction committed, seen
+//! through nf_tables' own change notifications, and the full set read back
+//! afterwards. Medians of several runs, printed as a Markdown table.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::protocol::{ReplyBody, RequestBody};
+use common::{FilterMode, FilterState, InterfaceName, MacAddr};
+use fw_helper::backend::Backend;
+use fw_helper::backend::nft::Nftables;
+use fw_helper::backend::watch::{Notice, Watch};
+
+const RUNS: usize = 7;
+
+fn mac(i: u32) -> MacAddr {
+    let b = i.to_be_bytes();
+    MacAddr::new([0x02, 0x77, b[0], b[1], b[2], b[3]])
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1e3)
+}
+
+/// The median, or a note when every run lost its notifications.
+fn med(v: &[Duration]) -> String {
+    if v.is_empty() {
+        return "notifications lost".into();
+    }
+    ms(median(v.to_vec()))
+}
+
+/// Reads notifications as they come: returns when the tampering
+/// transaction (the first one) was committed and when the next one that
+/// re-created our table (the helper's restore) was. `None` when
+/// notifications were lost (ENOBUFS).
+fn wait_restored(watch: &Watch) -> Option<(Instant, Instant)> {
+    let mut gone = None;
+    let mut recreated = false;
+    loop {
+        let batch = watch.recv_notices().ok()?;
+        for (notice, _) in batch {
+            match notice {
+                Notice::EndOfTransaction if gone.is_none() => gone = Some(Instant::now()),
+                Notice::Ours("NEWTABLE") if gone.is_some() => recreated = true,
+                Notice::EndOfTransaction if recreated => return gone.map(|g| (g, Instant::now())),
+                _ => {}
+            }
+        }
+    }
+}
+
+fn main() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("the defence benchmark needs root (it works in a private network namespace)");
+        std::process::exit(1);
+    }
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).unwrap_or_else(|e| panic!("unshare: {e}"));
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let socket = dir.path().join("fw.sock");
+    let mut helper = Command::new(env!("CARGO_BIN_EXE_ironic-discoverd-fw-helper"))
+        .args([
+            "--allowed-uid",
+            "0",
+            "--user",
+            "nobody",
+            "--interfaces",
+            "br-bench",
+            "--socket",
+        ])
+        .arg(&socket)
+        .env("RUST_LOG", "error")
+        .spawn()
+        .unwrap_or_else(|e| panic!("helper: {e}"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (mut client, _) = loop {
+        match rt.block_on(fw_helper::ctl::Client::connect(&socket)) {
+            Ok(c) => break c,
+            Err(e) if Instant::now() > deadline => panic!("connect: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    };
+    let iface = InterfaceName::new("br-bench").unwrap_or_else(|e| panic!("{e}"));
+    println!("Filter restore after tampering, median of {RUNS} runs\n");
+    println!(
+        "| n MACs | sync through the helper | `nft flush ruleset` → restored (committed) | `nft delete table` → restored | restored → full set read back |"
+    );
+    println!("|---|---|---|---|---|");
+    let reader = Nftables::default();
+    for n in [1_000u32, 10_000, 100_000] {
+        let state = FilterState {
+            interfaces: vec![iface.clone()],
+            mode: FilterMode::Deny,
+            macs: (0..n).map(mac).collect(),
+        };
+        let mut sync = Vec::new();
+        for _ in 0..3 {
+            let t = Instant::now();
+            let reply = rt
+                .block_on(client.call(RequestBody::Sync(state.clone())))
+                .unwrap_or_else(|e| panic!("{e}"));
+            sync.push(t.elapsed());
+            assert!(matches!(reply.body, ReplyBody::Applied(_)), "{reply:?}");
+        }
+        let mut per_cmd: Vec<Vec<Duration>> = vec![Vec::new(), Vec::new()];
+        let mut readback = Vec::new();
+        for _ in 0..RUNS {
+            for (i, cmd) in [
+                &["flush", "ruleset"][..],
+                &["delete", "table", "inet", "ironic_discoverd"][..],
+            ]
+            .iter()
+            .enumerate()
+            {
+                let watch = Watch::open().unwrap_or_else(|e| panic!("{e}"));
+                let mut nft = Command::new("nft")
+                    .args(*cmd)
+                    .spawn()
+                    .unwrap_or_else(|e| panic!("nft: {e}"));
+                // From nft's commit the table is gone until the helper's
+                // transaction commits.
+                let restored = wait_restored(&watch);
+                let ok = nft.wait().is_ok_and(|s| s.success());
+                assert!(ok, "nft {cmd:?} failed");
+                let Some((gone, back)) = restored else {
+                    eprintln!("notifications lost at n = {n}; run skipped");
+                    continue;
+                };
+                per_cmd[i].push(back - gone);
+                let t = Instant::now();
+                loop {
+                    let got = reader.read().ok().flatten().map_or(0, |s| s.macs.len());
+                    if got == n as usize {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                readback.push(t.elapsed());
+            }
+        }
+        println!(
+            "| {n} | {} | {} | {} | {} |",
+            ms(median(sync)),
+            med(&per_cmd[0]),
+            med(&per_cmd[1]),
+            med(&readback)
+        );
+    }
+    let _ = helper.kill();
+    let _ = helper.wait();
+}
