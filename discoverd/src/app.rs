@@ -303,14 +303,14 @@ pub async fn run(
     notifier.spawn_watchdog(app.tasks.stopping());
     spawn_ready(&app, notifier.clone());
     let router = api::router(app.clone());
-    let result = axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            notifier.stopping();
-            let _ = stop_tx.send(true);
-        })
-        .await
-        .map_err(StartupError::Serve);
+    let limits = crate::connections::fit_to_open_files(app.config.connection_limits());
+    let result = crate::server::serve(listener, router, limits, async move {
+        shutdown.await;
+        notifier.stopping();
+        let _ = stop_tx.send(true);
+    })
+    .await
+    .map_err(StartupError::Serve);
     tracing::info!("stopped");
     result
 }

@@ -169,6 +169,15 @@ pub struct Config {
     pub store_data: StoreData,
     /// Between keep-alive comments on an idle `GET /v1/events` stream.
     pub events_keep_alive: Duration,
+    // --- connection bounds (hardening) ---
+    /// A request's headers must be complete this long after its first byte
+    /// (after the accept for a new connection).
+    pub http_header_timeout: Duration,
+    /// A keep-alive connection silent this long after its last response is closed.
+    pub http_idle_timeout: Duration,
+    /// Open connections at most; at the cap the oldest one still waiting
+    /// for a request is closed to make room.
+    pub max_connections: usize,
 }
 
 /// The `store_data` option.
@@ -303,6 +312,10 @@ impl Config {
             can_manage_boot: s.boolean("can_manage_boot", true)?,
             store_data: s.parsed("store_data", StoreData::None)?,
             events_keep_alive: positive(s, "events_keep_alive", 15.0)?,
+            // --- connection bounds (hardening) ---
+            http_header_timeout: positive(s, "http_header_timeout", 10.0)?,
+            http_idle_timeout: positive(s, "http_idle_timeout", 60.0)?,
+            max_connections: max_connections(s)?,
         };
         // `authenticate` is read inside auth_strategy(); everything else
         // present in the section must have been asked for by now.
@@ -460,6 +473,26 @@ fn max_body_size(s: &Section<'_>) -> Result<usize, ConfigError> {
             &v.to_string(),
             format!("expected a size in bytes from 1024 to {MAX_MAX_BODY_SIZE}"),
         )),
+    }
+}
+
+// --- connection bounds (hardening) ---
+fn max_connections(s: &Section<'_>) -> Result<usize, ConfigError> {
+    let v = s.integer("max_connections", 1024)?;
+    match usize::try_from(v) {
+        Ok(n) if (1..=1_000_000).contains(&n) => Ok(n),
+        _ => Err(s.bad_value("max_connections", &v.to_string(), "expected 1 to 1000000")),
+    }
+}
+
+impl Config {
+    /// The bounds on the API's connections.
+    pub fn connection_limits(&self) -> crate::connections::ConnectionLimits {
+        crate::connections::ConnectionLimits {
+            header_timeout: self.http_header_timeout,
+            idle_timeout: self.http_idle_timeout,
+            max_connections: self.max_connections,
+        }
     }
 }
 

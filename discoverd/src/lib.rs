@@ -10,6 +10,7 @@ pub mod app;
 pub mod backoff;
 pub mod client;
 pub mod config;
+pub mod connections;
 pub mod domain;
 pub mod events;
 pub mod firewall;

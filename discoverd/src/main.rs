@@ -51,6 +51,7 @@ fn main() -> ExitCode {
         }
     };
     logging::init(config.debug, config.json_logs);
+    discoverd::connections::raise_open_files_limit();
     if legacy {
         tracing::warn!(
             "passing the configuration file as a positional argument is deprecated, use --config-file {}",
