@@ -57,5 +57,7 @@ cargo bench --locked -p ironic-discoverd --bench api
 
 step "pace (report as soon as waiting): cargo bench -p ironic-discoverd --bench pace"
 cargo bench --locked -p ironic-discoverd --bench pace
+step "connection flood: cargo bench -p ironic-discoverd --bench flood"
+cargo bench --locked -p ironic-discoverd --bench flood
 
 step "done in $(( $(date +%s) - start ))s (output kept in $log)"

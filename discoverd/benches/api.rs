@@ -328,7 +328,9 @@ listen_address = 127.0.0.1\nlisten_port = {port}\nprocessing_hooks = ramdisk_err
         ),
     )
     .unwrap_or_else(|e| panic!("{}: {e}", conf.display()));
-    let child = Command::new(env!("CARGO_BIN_EXE_ironic-discoverd"))
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ironic-discoverd"));
+    ironic_discoverd_e2e::unprivileged(&mut cmd, &[dir]).unwrap_or_else(|e| panic!("{e:#}"));
+    let child = cmd
         .arg("--config-file")
         .arg(&conf)
         .env("RUST_LOG", "warn")

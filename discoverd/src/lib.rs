@@ -23,6 +23,7 @@ pub mod logging;
 pub mod metrics;
 pub mod notify;
 pub mod periodic;
+pub mod privileges;
 pub mod processing;
 pub mod rules;
 pub mod server;

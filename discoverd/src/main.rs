@@ -43,6 +43,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Err(e) = discoverd::privileges::check() {
+        eprintln!("ironic-discoverd: {e}");
+        return ExitCode::from(1);
+    }
     let config = match Config::load(&path) {
         Ok(c) => c,
         Err(e) => {

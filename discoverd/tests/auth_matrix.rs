@@ -326,3 +326,98 @@ async fn http_basic_matrix() -> anyhow::Result<()> {
     assert_eq!(body["operator"]["user"], "admin");
     Ok(())
 }
+
+/// The matrix again on the product's router (`discoverd::api::router`, as
+/// `TestApp` wires it), so a route added without the auth layer fails
+/// here; the tiny router above only shows what the middleware hands the
+/// handlers. Authorised requests get the route's own answer: status of a
+/// node never started 404, start of a node Ironic does not know 404, an
+/// empty discover list 202, metrics 200.
+#[tokio::test]
+async fn the_product_router_applies_the_matrix_to_every_operator_route() -> anyhow::Result<()> {
+    const UNKNOWN: &str = "/v1/introspection/0b4a3e70-2b2a-4e55-9a8f-5b0d6a0cffff";
+    let operator: [(&str, &str, StatusCode); 4] = [
+        ("POST", UNKNOWN, StatusCode::NOT_FOUND),
+        ("GET", UNKNOWN, StatusCode::NOT_FOUND),
+        ("POST", "/v1/discover", StatusCode::ACCEPTED),
+        ("GET", "/metrics", StatusCode::OK),
+    ];
+    let public: [(&str, &str, StatusCode); 5] = [
+        ("GET", "/", StatusCode::OK),
+        ("GET", "/v1", StatusCode::OK),
+        ("GET", "/healthz", StatusCode::OK),
+        // "[]" is not a report: refused as bad data, not as unauthorised.
+        ("POST", "/v1/continue", StatusCode::BAD_REQUEST),
+        ("GET", "/readyz", StatusCode::OK),
+    ];
+    let ironic = test_support::FakeIronic::start().await?;
+    let ks = FakeKeystone::start().await?;
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("htpasswd");
+    std::fs::write(&file, format!("admin:{}\n", bcrypt::hash("s3cret", 5)?))?;
+    let keystone = format!(
+        "auth_strategy = keystone\nos_auth_url = {}\nos_username = {}\nos_password = {}\nos_tenant_name = service",
+        ks.url(),
+        test_support::fake_keystone::SERVICE_USER,
+        test_support::fake_keystone::SERVICE_PASSWORD,
+    );
+    let basic_conf = format!(
+        "auth_strategy = http_basic\nhttp_basic_auth_user_file = {}",
+        file.display()
+    );
+    let good_basic = basic("admin", "s3cret");
+    let bad_basic = basic("admin", "wrong");
+    // (headers, Some(refusal) or None when the credentials are good)
+    type Cases<'a> = Vec<(Vec<(&'a str, &'a str)>, Option<StatusCode>)>;
+    let strategies: Vec<(&str, String, Cases<'_>)> = vec![
+        (
+            "keystone",
+            keystone,
+            vec![
+                (vec![], Some(StatusCode::UNAUTHORIZED)),
+                (vec![("X-Auth-Token", GARBAGE)], Some(StatusCode::UNAUTHORIZED)),
+                (
+                    vec![("X-Auth-Token", EXPIRED_TOKEN)],
+                    Some(StatusCode::UNAUTHORIZED),
+                ),
+                (vec![("X-Auth-Token", MEMBER_TOKEN)], Some(StatusCode::FORBIDDEN)),
+                (vec![("X-Auth-Token", ADMIN_TOKEN)], None),
+            ],
+        ),
+        (
+            "http_basic",
+            basic_conf,
+            vec![
+                (vec![], Some(StatusCode::UNAUTHORIZED)),
+                (
+                    vec![("Authorization", bad_basic.as_str())],
+                    Some(StatusCode::UNAUTHORIZED),
+                ),
+                (vec![("Authorization", good_basic.as_str())], None),
+            ],
+        ),
+        (
+            "noauth",
+            "auth_strategy = noauth".to_owned(),
+            vec![(vec![], None)],
+        ),
+    ];
+    for (name, conf, cases) in strategies {
+        let app = test_support::TestApp::new(&ironic.url(), &conf).await?;
+        for (headers, refused) in cases {
+            for (m, p, own) in operator {
+                let (status, _, body) = call(&app.router, m, p, &headers).await?;
+                assert_eq!(
+                    status,
+                    refused.unwrap_or(own),
+                    "{name} {headers:?}: {m} {p}: {body}"
+                );
+            }
+            for (m, p, own) in public {
+                let (status, _, body) = call(&app.router, m, p, &headers).await?;
+                assert_eq!(status, own, "{name} {headers:?}: public {m} {p}: {body}");
+            }
+        }
+    }
+    Ok(())
+}

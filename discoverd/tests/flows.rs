@@ -225,7 +225,14 @@ async fn ipa_inventory_payload_is_processed() -> anyhow::Result<()> {
     // eno1's port existed (409 skipped), eno2's was created.
     let mut ports = e.fake.ports();
     ports.sort();
-    assert_eq!(ports.len(), 2);
+    assert_eq!(
+        ports,
+        vec![
+            (NODE.to_owned(), "3c:fd:fe:9c:87:60".to_owned()),
+            (NODE.to_owned(), "3c:fd:fe:9c:87:61".to_owned()),
+        ],
+        "one port per NIC, on this node, with the NICs' MACs"
+    );
     Ok(())
 }
 
@@ -392,16 +399,20 @@ async fn ironic_hanging_or_dropping_connections_is_retried() -> anyhow::Result<(
     functest_node(&e.fake);
     // The node GET loses its connection mid-body twice; validation hangs
     // past the client's timeout once: both are retried, nothing is lost.
+    // The hang lasts an hour: the start finishing at all shows the call was
+    // timed out and retried rather than waited for (how fast is a benchmark's
+    // business; the bound below is only liveness).
     e.fake.inject(
         Method::GET,
         &format!("/v1/nodes/{NODE}/validate"),
-        Fault::Delay(Duration::from_secs(5)),
+        Fault::Delay(Duration::from_secs(3600)),
         1,
     );
     e.fake
         .inject(Method::GET, &format!("/v1/nodes/{NODE}"), Fault::Close, 2);
-    let started = tokio::time::Instant::now();
-    let (code, v) = post_start(&e, NODE).await?;
+    let (code, v) = tokio::time::timeout(Duration::from_secs(120), post_start(&e, NODE))
+        .await
+        .map_err(|_| anyhow::anyhow!("the start waited for the hung Ironic call"))??;
     assert_eq!(code, StatusCode::ACCEPTED, "{v}");
     let node_gets = e
         .fake
@@ -410,12 +421,6 @@ async fn ironic_hanging_or_dropping_connections_is_retried() -> anyhow::Result<(
         .filter(|c| c.method == "GET" && c.path == format!("/v1/nodes/{NODE}"))
         .count();
     assert_eq!(node_gets, 3, "two dropped connections, then an answer");
-    // Bounded by the timeout and backoff, not by the hang.
-    assert!(
-        started.elapsed() < Duration::from_secs(4),
-        "{:?}",
-        started.elapsed()
-    );
     let st = wait_status(&e, NODE, |v| v["state"] == "waiting").await?;
     assert_eq!(st["error"], Value::Null);
     assert_eq!(

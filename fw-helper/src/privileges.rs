@@ -128,21 +128,50 @@ pub fn drop_root(user: &str, ambient: bool) -> Result<Kept, PrivilegeError> {
     nix::sys::prctl::set_keepcaps(false).map_err(PrivilegeError::KeepCaps)?;
     // 6. No way back up through setuid binaries or file capabilities.
     nix::sys::prctl::set_no_new_privs().map_err(PrivilegeError::NoNewPrivs)?;
+    verify(false)?;
     current(ambient)
+}
+
+/// What the process holds after the drop or the check: CAP_NET_ADMIN
+/// effective, and (unless `allow_extra`) nothing else effective, permitted
+/// or ambient. Run at start, whichever way the helper was started.
+pub fn verify(allow_extra: bool) -> Result<(), PrivilegeError> {
+    let read = |set, name| caps::read(None, set).map_err(caps_step(name));
+    judge(
+        &read(CapSet::Effective, "effective")?,
+        &read(CapSet::Permitted, "permitted")?,
+        &read(CapSet::Ambient, "ambient")?,
+        allow_extra,
+    )
+}
+
+/// The rule of [`verify`] on given sets.
+pub fn judge(
+    effective: &CapsHashSet,
+    permitted: &CapsHashSet,
+    ambient: &CapsHashSet,
+    allow_extra: bool,
+) -> Result<(), PrivilegeError> {
+    if !effective.contains(&Capability::CAP_NET_ADMIN) {
+        return Err(PrivilegeError::MissingNetAdmin);
+    }
+    let extra: CapsHashSet = effective
+        .iter()
+        .chain(permitted)
+        .chain(ambient)
+        .filter(|c| **c != Capability::CAP_NET_ADMIN)
+        .copied()
+        .collect();
+    if !extra.is_empty() && !allow_extra {
+        return Err(PrivilegeError::TooMany(names(&extra).join(", ")));
+    }
+    Ok(())
 }
 
 /// For a helper started unprivileged: checks it has CAP_NET_ADMIN and,
 /// unless `allow_extra`, nothing more; then sets no_new_privs.
 pub fn check_unprivileged(allow_extra: bool, ambient: bool) -> Result<Kept, PrivilegeError> {
-    let eff = caps::read(None, CapSet::Effective).map_err(caps_step("effective"))?;
-    if !eff.contains(&Capability::CAP_NET_ADMIN) {
-        return Err(PrivilegeError::MissingNetAdmin);
-    }
-    let permitted = caps::read(None, CapSet::Permitted).map_err(caps_step("permitted"))?;
-    let extra: CapsHashSet = permitted.difference(&only_net_admin()).copied().collect();
-    if !extra.is_empty() && !allow_extra {
-        return Err(PrivilegeError::TooMany(names(&extra).join(", ")));
-    }
+    verify(allow_extra)?;
     if ambient {
         // Children need NET_ADMIN ambient; systemd's AmbientCapabilities=
         // already put it there, raise it in case we were started otherwise.
@@ -161,4 +190,32 @@ fn current(ambient: bool) -> Result<Kept, PrivilegeError> {
         effective: names(&eff),
         ambient,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(caps: &[Capability]) -> CapsHashSet {
+        caps.iter().copied().collect()
+    }
+
+    #[test]
+    fn net_admin_alone_passes_anything_more_anywhere_or_less_does_not() {
+        let na = set(&[Capability::CAP_NET_ADMIN]);
+        let empty = set(&[]);
+        assert!(judge(&na, &na, &empty, false).is_ok());
+        assert!(judge(&na, &na, &na, false).is_ok());
+        assert!(matches!(
+            judge(&empty, &na, &empty, false),
+            Err(PrivilegeError::MissingNetAdmin)
+        ));
+        let more = set(&[Capability::CAP_NET_ADMIN, Capability::CAP_SYS_ADMIN]);
+        for (e, p, a) in [(&more, &na, &empty), (&na, &more, &empty), (&na, &na, &more)] {
+            assert!(
+                matches!(judge(e, p, a, false), Err(PrivilegeError::TooMany(m)) if m.contains("CAP_SYS_ADMIN"))
+            );
+            assert!(judge(e, p, a, true).is_ok());
+        }
+    }
 }

@@ -38,7 +38,10 @@ pub fn privileged_available(test: &str) -> anyhow::Result<bool> {
             bail!("{test}: privileged test cannot run ({r}) and DISCOVERD_REQUIRE_PRIVILEGED=1")
         }
         Some(r) => {
-            eprintln!("{test}: skipped, {r} (set DISCOVERD_REQUIRE_PRIVILEGED=1 to make this a failure)");
+            skipped(
+                test,
+                &format!("{r} (set DISCOVERD_REQUIRE_PRIVILEGED=1 to make this a failure)"),
+            );
             Ok(false)
         }
     }
@@ -272,4 +275,49 @@ pub fn proc_status_field(pid: u32, field: &str) -> anyhow::Result<String> {
         .find_map(|l| l.strip_prefix(field).and_then(|r| r.strip_prefix(':')))
         .map(|v| v.trim().to_owned())
         .with_context(|| format!("no {field} in /proc/{pid}/status"))
+}
+
+/// Makes `cmd` (the daemon binary) run unprivileged when this process is
+/// root, as the daemon refuses uid 0 and capabilities: uid/gid
+/// [`stack::DAEMON_ID`], no supplementary groups (std clears them when a
+/// root parent sets the uid), so no capabilities; `dirs` it writes to
+/// become that user's. Not root: nothing to change.
+pub fn unprivileged(cmd: &mut Command, dirs: &[&Path]) -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt;
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    give_to_daemon_user(dirs)?;
+    cmd.uid(stack::DAEMON_ID).gid(stack::DAEMON_ID);
+    Ok(())
+}
+
+/// When root: `dirs` become [`stack::DAEMON_ID`]'s, for a daemon started
+/// by [`unprivileged`] to write in them.
+pub fn give_to_daemon_user(dirs: &[&Path]) -> anyhow::Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    let id = stack::DAEMON_ID;
+    for d in dirs {
+        nix::unistd::chown(*d, Some(id.into()), Some(id.into()))
+            .with_context(|| format!("failed to chown {} to {id}", d.display()))?;
+    }
+    Ok(())
+}
+
+/// Marks a test as skipped at run time: prints `SKIPPED: <test>: <reason>`
+/// and appends that line to the file `DISCOVERD_SKIP_REPORT` names, so
+/// `scripts/test.sh` counts it as skipped, not passed (cargo counts a test
+/// that returns early as passed and hides its output).
+pub fn skipped(test: &str, reason: &str) {
+    use std::io::Write;
+    let line = format!("SKIPPED: {test}: {reason}");
+    eprintln!("{line}");
+    if let Some(path) = std::env::var_os("DISCOVERD_SKIP_REPORT") {
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(&path);
+        if let Ok(mut f) = file {
+            let _ = writeln!(f, "{line}");
+        }
+    }
 }

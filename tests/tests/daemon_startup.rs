@@ -3,13 +3,14 @@
 
 use std::process::Command;
 
-use ironic_discoverd_e2e::binary;
+use ironic_discoverd_e2e::{binary, privileged_available, unprivileged};
 
 fn run_with_conf(text: &str, legacy: bool) -> anyhow::Result<(i32, String)> {
     let dir = tempfile::tempdir()?;
     let conf = dir.path().join("discoverd.conf");
     std::fs::write(&conf, text)?;
     let mut cmd = Command::new(binary("ironic-discoverd")?);
+    unprivileged(&mut cmd, &[dir.path()])?;
     if !legacy {
         cmd.arg("--config-file");
     }
@@ -67,6 +68,7 @@ fn usage_errors_exit_2() -> anyhow::Result<()> {
 #[test]
 fn unreachable_ironic_gets_attempts_plus_one_tries_then_exit_1() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
+    ironic_discoverd_e2e::give_to_daemon_user(&[dir.path()])?;
     // A port nothing listens on (bound, then released).
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let text = format!(
@@ -93,6 +95,7 @@ async fn ironic_answering_503_gets_exactly_attempts_plus_one_requests() -> anyho
         100,
     );
     let dir = tempfile::tempdir()?;
+    ironic_discoverd_e2e::give_to_daemon_user(&[dir.path()])?;
     let text = format!(
         "[discoverd]\ndatabase = {}\nauth_strategy = noauth\nmanage_firewall = false\nironic_url = {}\n\
 ironic_retry_attempts = 2\nironic_retry_period = 0.1\nlisten_address = 127.0.0.1\nlisten_port = 0\n",
@@ -108,5 +111,80 @@ ironic_retry_attempts = 2\nironic_retry_period = 0.1\nlisten_address = 127.0.0.1
         .filter(|c| c.method == "GET" && c.path == "/v1")
         .count();
     assert_eq!(tries, 3, "{err}");
+    Ok(())
+}
+
+/// The daemon refuses uid 0 and any capability, before reading its
+/// configuration, with a message that says why (run as root: CI does).
+#[test]
+fn the_binary_refuses_root_and_capabilities() -> anyhow::Result<()> {
+    if !privileged_available("the_binary_refuses_root_and_capabilities")? {
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    let conf = dir.path().join("discoverd.conf");
+    std::fs::write(&conf, "[discoverd]\ndatabase = /nonexistent/x.sqlite\n")?;
+    let out = Command::new(binary("ironic-discoverd")?)
+        .arg("--config-file")
+        .arg(&conf)
+        .output()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("refusing to run as root"), "{err}");
+    // An unprivileged uid that kept one capability (ambient) is refused too.
+    let id = ironic_discoverd_e2e::stack::DAEMON_ID;
+    let out = Command::new("setpriv")
+        .args([
+            format!("--reuid={id}"),
+            format!("--regid={id}"),
+            "--clear-groups".into(),
+            "--inh-caps=+net_bind_service".into(),
+            "--ambient-caps=+net_bind_service".into(),
+        ])
+        .arg(binary("ironic-discoverd")?)
+        .arg("--config-file")
+        .arg(&conf)
+        .output()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("refusing to run with capabilities") && err.contains("CAP_NET_BIND_SERVICE"),
+        "{err}"
+    );
+    Ok(())
+}
+
+/// Logs written to a file carry no ANSI escapes (colour only on a terminal).
+#[test]
+fn logs_to_a_file_have_no_escape_codes() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let conf = dir.path().join("discoverd.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[discoverd]\ndatabase = {}\nauth_strategy = noauth\nmanage_firewall = false\n\
+ironic_url = http://127.0.0.1:{port}\nironic_retry_attempts = 1\nironic_retry_period = 0.1\ndebug = true\n",
+            dir.path().join("db.sqlite").display()
+        ),
+    )?;
+    let log = dir.path().join("daemon.log");
+    let mut cmd = Command::new(binary("ironic-discoverd")?);
+    unprivileged(&mut cmd, &[dir.path()])?;
+    let status = cmd
+        .arg("--config-file")
+        .arg(&conf)
+        .env_remove("RUST_LOG")
+        .env_remove("JOURNAL_STREAM")
+        .stderr(std::fs::File::create(&log)?)
+        .status()?;
+    assert_eq!(status.code(), Some(1));
+    let bytes = std::fs::read(&log)?;
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(
+        text.contains("Ironic is not reachable yet") && text.contains("WARN"),
+        "{text}"
+    );
+    assert!(!bytes.contains(&0x1b), "escape codes in a log file: {text:?}");
     Ok(())
 }

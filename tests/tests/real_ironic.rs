@@ -24,7 +24,7 @@ fn ironic_url(test: &str) -> anyhow::Result<Option<String>> {
             "{test}: DISCOVERD_TEST_IRONIC_URL is not set (scripts/test.sh starts a real Ironic and sets it) and DISCOVERD_REQUIRE_PRIVILEGED=1"
         ),
         _ => {
-            eprintln!("{test}: skipped, no real Ironic (run through scripts/test.sh)");
+            ironic_discoverd_e2e::skipped(test, "no real Ironic (run through scripts/test.sh)");
             Ok(None)
         }
     }

@@ -33,6 +33,7 @@ ironic_url = {}\nlisten_address = 127.0.0.1\nlisten_port = {port}\n",
     )?;
     let log = dir.path().join("daemon.log");
     let mut cmd = Command::new(binary("ironic-discoverd")?);
+    ironic_discoverd_e2e::unprivileged(&mut cmd, &[dir.path()])?;
     cmd.arg("--config-file")
         .arg(&conf)
         .env("RUST_LOG", "trace")

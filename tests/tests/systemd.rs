@@ -44,11 +44,47 @@ async fn daemon_is_ready_only_after_the_first_firewall_sync_and_says_stopping() 
     fake.add_node("0b4a3e70-2b2a-4e55-9a8f-5b0d6a0c0a01", "192.0.2.11");
     fake.add_port("0b4a3e70-2b2a-4e55-9a8f-5b0d6a0c0a01", "52:54:00:0a:00:01");
     let ns = Netns::new("notify")?;
-    let stack = Stack::new(&fake.url(), &ns, "br-notify", "")?;
+    let mut stack = Stack::new(&fake.url(), &ns, "br-notify", "")?;
     let (rx, path) = notify_socket(stack.dir.path())?;
+    // The order, proven: with the helper down the daemon comes up, serves
+    // HTTP and says it waits for the sync, but sends no READY; READY comes
+    // only once the helper is back and the filter is in the kernel.
+    stack.kill_helper();
     let mut daemon =
         stack.daemon_with_env(&[("NOTIFY_SOCKET", path), ("WATCHDOG_USEC", "2000000".into())])?;
     let mut seen = Vec::new();
+    eventually(
+        "the daemon serving without its helper",
+        Duration::from_secs(20),
+        async || {
+            seen.extend(messages(&rx));
+            let up = stack
+                .http
+                .get(stack.url("/"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            Ok((up
+                && seen
+                    .iter()
+                    .any(|m| m.contains("STATUS=waiting for the first firewall sync")))
+            .then_some(()))
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}; got {seen:?}\n{}", stack.log()))?;
+    // Several of the daemon's reconnect attempts.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    seen.extend(messages(&rx));
+    assert!(
+        !seen.iter().any(|m| m.starts_with("READY=1")),
+        "READY before any firewall sync: {seen:?}"
+    );
+    assert!(
+        ns.nft_set_macs()?.unwrap_or_default().is_empty(),
+        "no filter yet without the helper"
+    );
+    stack.start_helper(&ns)?;
     eventually("READY=1", Duration::from_secs(20), async || {
         seen.extend(messages(&rx));
         Ok(seen.iter().any(|m| m.starts_with("READY=1")).then_some(()))

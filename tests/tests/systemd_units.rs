@@ -38,7 +38,7 @@ fn have(tool: &str, probe: &[&str]) -> anyhow::Result<bool> {
         if privileged_required() {
             anyhow::bail!("{tool} is missing and DISCOVERD_REQUIRE_PRIVILEGED=1");
         }
-        eprintln!("skipped: {tool} is not installed");
+        ironic_discoverd_e2e::skipped("systemd_units", &format!("{tool} is not installed"));
     }
     Ok(ok)
 }
