@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Every benchmark of BENCHMARKS.md in one command (as root; not part of the
 # test suite):
-#   scripts/bench.sh
+#   scripts/bench.sh                  # all of them
+#   scripts/bench.sh pace flood       # some: sync defence api pace
+#                                     # ironic_faults flood rules postgres
 # Installs the system packages (wrk among them), builds the Ironic and
 # ironic-inspector venvs, starts a real standalone Ironic 39 and a real
 # ironic-inspector 12.5 on free loopback ports in a temporary directory
@@ -22,8 +24,16 @@ scripts/setup-system.sh
 step "Python venvs (Ironic 39, ironic-inspector 12.5)"
 scripts/pyenv.sh ironic inspector
 
+all="sync defence api pace ironic_faults flood rules postgres"
+wanted=${*:-$all}
+for b in $wanted; do
+  case " $all " in *" $b "*) ;; *) echo "unknown benchmark $b (known: $all)" >&2; exit 2 ;; esac
+done
+want() { case " $wanted " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+
 services_dir=$(mktemp -d /tmp/discoverd-bench-services.XXXXXX)
 cleanup() {
+  scripts/postgres.sh stop "$services_dir/postgres" >/dev/null 2>&1 || true
   scripts/inspector.sh stop "$services_dir/inspector" >/dev/null 2>&1 || true
   scripts/ironic-standalone.sh stop "$services_dir/ironic" >/dev/null 2>&1 || true
   rm -rf "$services_dir"
@@ -49,15 +59,29 @@ export DISCOVERD_BENCH_IRONIC_PID DISCOVERD_BENCH_INSPECTOR_PID
 # Ironic's API log, for the pace bench's requests per node.
 export DISCOVERD_BENCH_IRONIC_LOG=$services_dir/ironic/ironic.log
 
-step "firewall: cargo bench -p ironic-discoverd-fw-helper --bench sync"
-cargo bench --locked -p ironic-discoverd-fw-helper --bench sync
+# One release build of every bench first, so the builds do not land in
+# the middle of a measurement.
+step "building the benchmarks (release)"
+cargo bench --locked --workspace --no-run
 
-step "API and scale: cargo bench -p ironic-discoverd --bench api"
-cargo bench --locked -p ironic-discoverd --bench api
-
-step "pace (report as soon as waiting): cargo bench -p ironic-discoverd --bench pace"
-cargo bench --locked -p ironic-discoverd --bench pace
-step "connection flood: cargo bench -p ironic-discoverd --bench flood"
-cargo bench --locked -p ironic-discoverd --bench flood
+bench() {
+  local pkg=$1 name=$2
+  want "$name" || return 0
+  step "$name: cargo bench -p $pkg --bench $name"
+  cargo bench --locked -p "$pkg" --bench "$name"
+}
+bench ironic-discoverd-fw-helper sync
+bench ironic-discoverd-fw-helper defence
+bench ironic-discoverd api
+bench ironic-discoverd pace
+bench ironic-discoverd ironic_faults
+bench ironic-discoverd flood
+bench ironic-discoverd rules
+if want postgres; then
+  POSTGRES_BENCH_PORT=${POSTGRES_BENCH_PORT:-$(free_port)}
+  DISCOVERD_TEST_POSTGRES_URL=$(scripts/postgres.sh start "$services_dir/postgres" --port "$POSTGRES_BENCH_PORT")
+  export DISCOVERD_TEST_POSTGRES_URL
+  bench ironic-discoverd postgres
+fi
 
 step "done in $(( $(date +%s) - start ))s (output kept in $log)"
