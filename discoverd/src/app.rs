@@ -1,31 +1,23 @@
-//! The running daemon: shared state, start-up in discoverd 1.0's order
-//! (spec §9), background tasks, and serving until shutdown.
+//! The application container: every part of the daemon, built once and
+//! wired together. Start-up and serving are in `daemon.rs`.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::api;
-use crate::api::auth::{AuthError, Authenticator};
 use crate::config::Config;
-use crate::config::Database;
 use crate::events::EventBus;
-use crate::firewall::{Firewall, FirewallSettings};
+use crate::firewall::Firewall;
 use crate::hooks::{HookChain, HookSettings, UnknownHook};
 use crate::introspection::{Introspector, Lifecycle, StartSettings};
-use crate::ironic::{IronicClient, IronicError, IronicErrorKind, RetryPolicy};
-use crate::keystone::{KeystoneError, Session, SessionTokens};
+use crate::ironic::IronicClient;
 use crate::metrics::Metrics;
 use crate::periodic::{self, PeriodicSettings};
 use crate::processing::{ProcessSettings, Processor};
 use crate::rules::RuleBook;
-use crate::store::postgres::PostgresStore;
+use crate::store::NodeStore;
 use crate::store::rules::RuleStore;
-use crate::store::sqlite::SqliteStore;
-use crate::store::{NodeStore, StoreError};
 use crate::tasks::Tasks;
 
 /// Intervals the flows poll or wait at; shortened in tests.
@@ -50,7 +42,7 @@ impl Default for Timings {
 }
 
 /// The application container: every part, built once. Only the API layer
-/// and the binary see it; the flows get the narrow handles they use.
+/// and start-up see it; the flows get the narrow handles they use.
 #[derive(Debug, Clone)]
 pub struct App {
     pub config: Arc<Config>,
@@ -60,7 +52,6 @@ pub struct App {
     pub lifecycle: Lifecycle,
     pub introspector: Introspector,
     pub processor: Processor,
-    pub auth: Arc<Authenticator>,
     pub metrics: Metrics,
     pub bus: EventBus,
     pub tasks: Tasks,
@@ -68,42 +59,16 @@ pub struct App {
     pub rules: Option<RuleBook>,
 }
 
-/// Why the daemon could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartupError {
-    #[error(transparent)]
-    Hook(#[from] UnknownHook),
-    #[error("{0}")]
-    Config(String),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("failed to reach Ironic at {url} after {attempts} attempts: {source}")]
-    Ironic {
-        url: String,
-        attempts: u32,
-        #[source]
-        source: IronicError,
-    },
-    #[error(transparent)]
-    Auth(#[from] AuthError),
-    #[error("failed to talk to Keystone: {0}")]
-    Keystone(#[from] KeystoneError),
-    #[error("failed to serve HTTP: {0}")]
-    Serve(#[source] std::io::Error),
-}
-
 impl App {
-    /// Wires the parts together (used by `run` and tests).
-    #[allow(clippy::too_many_arguments)]
+    /// Wires the parts together (used by `daemon::run` and tests).
     pub fn new(
         config: Config,
         store: Arc<dyn NodeStore>,
         ironic: IronicClient,
         firewall: Firewall,
-        auth: Arc<Authenticator>,
         timings: Timings,
         shutdown: watch::Receiver<bool>,
-    ) -> Result<Self, StartupError> {
+    ) -> Result<Self, UnknownHook> {
         let hooks = HookChain::from_names(
             &config.processing_hooks,
             HookSettings {
@@ -153,7 +118,6 @@ impl App {
             lifecycle,
             introspector,
             processor,
-            auth,
             metrics,
             bus,
             tasks,
@@ -196,225 +160,4 @@ impl App {
             &self.tasks,
         );
     }
-}
-
-/// Builds the Ironic client: `ironic_url` when set, otherwise the
-/// `baremetal` endpoint of the service user's Keystone catalog; tokens
-/// from that session when there is one (none for a noauth Ironic).
-pub async fn ironic_client(
-    config: &Config,
-    session: Option<Arc<Session>>,
-) -> Result<IronicClient, StartupError> {
-    let url = match (&config.ironic_url, &session) {
-        (Some(u), _) => u.clone(),
-        (None, Some(s)) => s.endpoint("baremetal", "public").await?,
-        (None, None) => {
-            return Err(StartupError::Config(format!(
-                "{}: [discoverd] ironic_url is not set and there are no Keystone credentials (os_username, os_password, os_tenant_name) to look it up; set ironic_url (standalone Ironic: http://127.0.0.1:6385)",
-                config.source.display()
-            )));
-        }
-    };
-    let tokens = session.map(|s| Arc::new(SessionTokens(s)) as Arc<dyn crate::ironic::TokenSource>);
-    IronicClient::new(
-        &url,
-        &config.ironic_api_version,
-        config.ironic_timeout,
-        tokens,
-        RetryPolicy {
-            conflict_attempts: config.ironic_conflict_retries,
-            conflict_period: config.ironic_conflict_retry_period,
-            budget: config.ironic_retry_budget,
-            backoff: config.ironic_retry_backoff,
-            max_backoff: config.ironic_retry_max_backoff,
-        },
-    )
-    .map_err(|source| StartupError::Ironic {
-        url,
-        attempts: 0,
-        source,
-    })
-}
-
-/// The firewall settings from the config.
-pub fn firewall_settings(config: &Config) -> FirewallSettings {
-    FirewallSettings {
-        enabled: config.manage_firewall,
-        socket: config.firewall_helper_socket.clone(),
-        mode: config.firewall_mode,
-        interfaces: config.dnsmasq_interface.clone(),
-        request_timeout: Duration::from_secs(30),
-    }
-}
-
-/// The node store the `database` option names.
-pub async fn open_store(database: &Database) -> Result<Stores, StoreError> {
-    Ok(match database {
-        Database::Sqlite(path) => {
-            let sqlite = Arc::new(SqliteStore::open(path).await?);
-            Stores {
-                nodes: sqlite.clone(),
-                rules: Some(sqlite),
-            }
-        }
-        Database::Postgres(url) => Stores {
-            nodes: Arc::new(PostgresStore::open(url).await?),
-            rules: None,
-        },
-    })
-}
-
-/// What one `database` opens: the node store, and the rule store where
-/// the backend keeps rules (`None`: `/v1/rules` answers 501).
-#[derive(Debug)]
-pub struct Stores {
-    pub nodes: Arc<dyn NodeStore>,
-    pub rules: Option<Arc<dyn RuleStore>>,
-}
-
-/// Start-up checks in 1.0's order, then serve until `shutdown`.
-pub async fn run(
-    config: Config,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), StartupError> {
-    let session = Session::from_config(&config)?;
-    let auth = Authenticator::from_config(&config, session.clone())?;
-    let stores = open_store(&config.database).await?;
-    let ironic = ironic_client(&config, session).await?;
-    check_ironic(&ironic, &config).await?;
-    let firewall = Firewall::new(firewall_settings(&config));
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let app = App::new(
-        config,
-        stores.nodes,
-        ironic,
-        firewall,
-        auth,
-        Timings::default(),
-        stop_rx,
-    )?
-    .with_rules(stores.rules);
-    tracing::info!(hooks = ?app.processor.hooks().names(), "processing hooks");
-    app.firewall.spawn_reconnector(app.tasks.stopping());
-    resume(&app).await?;
-    app.spawn_periodic();
-    let notifier = crate::notify::Notifier::from_env();
-    notifier.spawn_watchdog(app.tasks.stopping());
-    spawn_ready(&app, notifier.clone());
-    let router = api::router(app.clone());
-    let limits = crate::connections::fit_to_open_files(app.config.connection_limits());
-    let result = crate::server::serve(listener, router, limits, async move {
-        shutdown.await;
-        notifier.stopping();
-        let _ = stop_tx.send(true);
-    })
-    .await
-    .map_err(StartupError::Serve);
-    tracing::info!("stopped");
-    result
-}
-
-/// Tells systemd the daemon is ready: after the first successful firewall
-/// sync (nodes must not PXE-boot into discovery unfiltered), or at once
-/// when the firewall is not managed.
-fn spawn_ready(app: &App, notifier: crate::notify::Notifier) {
-    let fw = app.firewall.clone();
-    let managed = app.config.manage_firewall;
-    let stop = app.tasks.stopping();
-    tokio::spawn(async move {
-        let wait = async {
-            if managed {
-                notifier.status("waiting for the first firewall sync");
-                while !fw.status().synced_once {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        };
-        tokio::select! {
-            _ = wait => {
-                tracing::info!("ready");
-                notifier.ready();
-            }
-            _ = stop => {}
-        }
-    });
-}
-
-/// What a previous run left unfinished: starts not yet rebooted are
-/// carried on; reports that were being processed are failed with the
-/// reason (whether Ironic was fully updated is unknown), never left for
-/// the timeout. On a shared database (several daemons) an unfinished node
-/// may be in another daemon's hands: nothing is touched, the timeout ends
-/// what a dead daemon left.
-pub async fn resume(app: &App) -> Result<(), StartupError> {
-    if app.store.shared() {
-        tracing::info!("shared node store: unfinished nodes are left to their daemons and the timeout");
-        return Ok(());
-    }
-    let aborts = app.introspector.resume_aborts().await?;
-    if aborts > 0 {
-        tracing::warn!(nodes = aborts, "finishing aborts accepted before the restart");
-    }
-    let resumed = app.introspector.resume().await?;
-    if resumed > 0 {
-        tracing::warn!(nodes = resumed, "carrying on starts accepted before the restart");
-    }
-    for s in app.store.in_state(crate::domain::State::Reapplying).await? {
-        let msg = format!(
-            "The daemon restarted while reapplying node {}'s data; Ironic may be partly updated: reapply it again",
-            s.node
-        );
-        app.lifecycle
-            .finish(s.node, crate::introspection::Outcome::Failed(msg))
-            .await?;
-    }
-    for s in app.store.in_state(crate::domain::State::Processing).await? {
-        let msg = format!(
-            "The daemon restarted while processing node {}'s report; Ironic may be partly updated: introspect it again",
-            s.node
-        );
-        app.lifecycle
-            .finish(s.node, crate::introspection::Outcome::Failed(msg))
-            .await?;
-    }
-    Ok(())
-}
-
-/// §9 step 5: `ironic_retry_attempts + 1` tries, `ironic_retry_period`
-/// apart, then give up.
-async fn check_ironic(ironic: &IronicClient, config: &Config) -> Result<(), StartupError> {
-    let attempts = config.ironic_retry_attempts + 1;
-    let ironic = ironic.single_attempt();
-    let mut last = None;
-    for attempt in 1..=attempts {
-        match ironic.check_api_version().await {
-            Ok(max) => {
-                tracing::info!(url = ironic.base_url(), max_version = %max, using = %config.ironic_api_version, "Ironic is reachable");
-                return Ok(());
-            }
-            // Too old an Ironic will not get newer by waiting.
-            Err(e) if matches!(e.kind, IronicErrorKind::Rejected { .. }) => {
-                return Err(StartupError::Ironic {
-                    url: ironic.base_url().to_owned(),
-                    attempts: attempt,
-                    source: e,
-                });
-            }
-            Err(e) => {
-                tracing::warn!(attempt, of = attempts, "Ironic is not reachable yet: {e}");
-                last = Some(e);
-                if attempt < attempts {
-                    tokio::time::sleep(config.ironic_retry_period).await;
-                }
-            }
-        }
-    }
-    Err(StartupError::Ironic {
-        url: ironic.base_url().to_owned(),
-        attempts,
-        source: last.unwrap_or_else(|| {
-            IronicError::new("GET", "/v1", IronicErrorKind::Protocol("no attempt made".into()))
-        }),
-    })
 }

@@ -150,7 +150,7 @@ async fn ironic_url_comes_from_the_keystone_catalog() -> anyhow::Result<()> {
     let ini = common::ini::IniFile::parse(std::path::Path::new("t.conf"), &text)?;
     let config = discoverd::Config::from_ini(&ini)?;
     let session = discoverd::keystone::Session::from_config(&config)?;
-    let client = discoverd::app::ironic_client(&config, session).await?;
+    let client = discoverd::daemon::ironic_client(&config, session).await?;
     assert_eq!(client.base_url(), ironic.url());
     let node = client.get_node(NODE).await?;
     assert_eq!(node.uuid, NODE);

@@ -340,7 +340,7 @@ async fn a_daemon_starting_up_leaves_the_nodes_others_are_working_on_alone() -> 
         .transition(processing, State::Waiting, State::Processing)
         .await?;
     // B (re)starts while A is processing one node and starting another.
-    discoverd::app::resume(&apps[1].app).await?;
+    discoverd::daemon::resume(&apps[1].app).await?;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let p = store.get(processing).await?;
     anyhow::ensure!(p.state == State::Processing, "B failed A's node: {p:?}");

@@ -1,11 +1,12 @@
 //! The layers hold: nothing below the API layer imports axum or the
 //! application container (`crate::app`). The API layer (`src/api/`), the
-//! container itself (`src/app.rs`), the HTTP server (`src/server.rs`) and
-//! the binaries (`src/main.rs`, `src/bin/`) are above that line.
+//! container itself (`src/app.rs`), start-up (`src/daemon.rs`), the HTTP
+//! server (`src/server.rs`) and the binaries (`src/main.rs`, `src/bin/`)
+//! are above that line; the container itself knows no HTTP either.
 
 use std::path::{Path, PathBuf};
 
-const ABOVE: &[&str] = &["api", "app.rs", "server.rs", "main.rs", "bin"];
+const ABOVE: &[&str] = &["api", "app.rs", "daemon.rs", "server.rs", "main.rs", "bin"];
 const FORBIDDEN: &[&str] = &["axum", "crate::app", "crate::api"];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
@@ -67,6 +68,20 @@ fn nothing_below_the_api_layer_imports_axum_or_the_container() -> std::io::Resul
         src.display()
     );
     assert!(bad.is_empty(), "layer violations:\n{}", bad.join("\n"));
+    Ok(())
+}
+
+/// The container wires the parts; the API layer sits on it, not the other
+/// way round (the authenticator goes to `api::router`, not into `App`).
+#[test]
+fn the_container_knows_no_http() -> std::io::Result<()> {
+    let app = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/app.rs");
+    let text = std::fs::read_to_string(&app)?;
+    let bad: Vec<String> = offences(&text)
+        .into_iter()
+        .filter(|l| l.contains("axum") || l.contains("crate::api"))
+        .collect();
+    assert!(bad.is_empty(), "app.rs imports the HTTP layer:\n{}", bad.join("\n"));
     Ok(())
 }
 

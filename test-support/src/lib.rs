@@ -15,7 +15,8 @@ pub use fake_keystone::FakeKeystone;
 use std::path::Path;
 use std::time::Duration;
 
-use discoverd::app::{self, App, Timings};
+use discoverd::app::{App, Timings};
+use discoverd::daemon;
 use discoverd::config::Config;
 use discoverd::firewall::Firewall;
 use discoverd::keystone::Session;
@@ -55,17 +56,17 @@ impl TestApp {
         let config = Config::from_ini(&ini)?;
         let session = Session::from_config(&config)?;
         let auth = discoverd::api::auth::Authenticator::from_config(&config, session.clone())?;
-        let stores = app::open_store(&config.database).await?;
-        let ironic = app::ironic_client(&config, session).await?;
-        let firewall = Firewall::new(app::firewall_settings(&config));
+        let stores = daemon::open_store(&config.database).await?;
+        let ironic = daemon::ironic_client(&config, session).await?;
+        let firewall = Firewall::new(daemon::firewall_settings(&config));
         let (stop, rx) = tokio::sync::watch::channel(false);
         let timings = Timings {
             power_poll: Duration::from_millis(10),
             report_hold: Duration::from_secs(10),
         };
         let app =
-            App::new(config, stores.nodes, ironic, firewall, auth, timings, rx)?.with_rules(stores.rules);
-        let router = discoverd::api::router(app.clone());
+            App::new(config, stores.nodes, ironic, firewall, timings, rx)?.with_rules(stores.rules);
+        let router = discoverd::api::router(app.clone(), auth);
         Ok(TestApp {
             app,
             router,

@@ -17,6 +17,8 @@ pub mod versions;
 
 pub use error::ApiError;
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -24,6 +26,7 @@ use axum::routing::{get, post};
 use serde_json::Value;
 
 use crate::app::App;
+use auth::Authenticator;
 
 /// Reads a body up to `limit` bytes: 413 above it, 400 when unreadable.
 pub(crate) async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
@@ -76,7 +79,7 @@ async fn method_not_allowed() -> ApiError {
 }
 
 /// Operator endpoints, behind `auth_strategy`.
-fn operator_routes(app: &App) -> Router<App> {
+fn operator_routes(app: &App, auth: Arc<Authenticator>) -> Router<App> {
     let routes = Router::new()
         .route("/v1/introspection", get(introspection::list))
         .route(
@@ -102,7 +105,7 @@ fn operator_routes(app: &App) -> Router<App> {
         routes.route("/metrics", get(metrics::metrics))
     };
     routes.route_layer(axum::middleware::from_fn_with_state(
-        app.auth.clone(),
+        auth,
         auth::require_operator,
     ))
 }
@@ -117,7 +120,7 @@ fn public_metrics(app: &App) -> Router<App> {
 }
 
 /// The whole router.
-pub fn router(app: App) -> Router {
+pub fn router(app: App, auth: Arc<Authenticator>) -> Router {
     Router::new()
         .route("/", get(versions::root))
         .route("/v1", get(versions::v1))
@@ -126,7 +129,7 @@ pub fn router(app: App) -> Router {
         .route("/v1/continue", post(ramdisk::continue_))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .merge(operator_routes(&app))
+        .merge(operator_routes(&app, auth))
         .merge(public_metrics(&app))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

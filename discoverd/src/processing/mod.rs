@@ -11,7 +11,8 @@ mod reapply;
 mod rules;
 
 pub use error::ProcessError;
-pub use payload::{Data, LookupAttrs, PayloadError, lookup_attributes, normalize, type_name};
+pub use crate::json::type_name;
+pub use payload::{Data, LookupAttrs, PayloadError, lookup_attributes, normalize};
 pub use reapply::ReapplyError;
 
 use std::sync::Arc;

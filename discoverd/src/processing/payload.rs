@@ -20,6 +20,7 @@
 //! - `boot_interface`: top-level `boot_interface`, else
 //!   `inventory.boot.pxe_interface` (pxelinux `01-aa-bb-…` form).
 
+use crate::json::type_name;
 use serde_json::{Map, Value};
 
 /// The ramdisk's data as the hooks see and change it.
@@ -36,18 +37,6 @@ pub enum PayloadError {
     NotAnObject(&'static str),
     #[error("Invalid data: {0}")]
     BadField(String),
-}
-
-/// JSON type names for messages.
-pub fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "list",
-        Value::Object(_) => "object",
-    }
 }
 
 /// Checks the top level is an object and adds the flat keys to IPA

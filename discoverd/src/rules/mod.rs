@@ -62,7 +62,7 @@ fn opt_string(body: &Map<String, Value>, key: &str, max: usize) -> Result<Option
         Some(Value::String(_)) if key == "scope" => Err(RuleError::Scope),
         Some(other) => Err(RuleError::Body(format!(
             "{key} must be a string of at most {max} bytes, got {}",
-            crate::processing::type_name(other)
+            crate::json::type_name(other)
         ))),
     }
 }
@@ -73,7 +73,7 @@ fn list<'v>(body: &'v Map<String, Value>, key: &str) -> Result<&'v [Value], Rule
         Some(Value::Array(a)) => Ok(a),
         Some(other) => Err(RuleError::Body(format!(
             "{key} must be a list, got {}",
-            crate::processing::type_name(other)
+            crate::json::type_name(other)
         ))),
     }
 }
