@@ -18,8 +18,8 @@ pub mod firewall;
 pub mod hooks;
 pub mod http_body;
 pub mod introspection;
-pub mod json;
 pub mod ironic;
+pub mod json;
 pub mod keystone;
 pub mod logging;
 pub mod metrics;
@@ -32,5 +32,5 @@ pub mod server;
 pub mod store;
 pub mod tasks;
 
-pub use daemon::run;
 pub use config::Config;
+pub use daemon::run;

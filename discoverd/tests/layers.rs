@@ -81,7 +81,11 @@ fn the_container_knows_no_http() -> std::io::Result<()> {
         .into_iter()
         .filter(|l| l.contains("axum") || l.contains("crate::api"))
         .collect();
-    assert!(bad.is_empty(), "app.rs imports the HTTP layer:\n{}", bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "app.rs imports the HTTP layer:\n{}",
+        bad.join("\n")
+    );
     Ok(())
 }
 

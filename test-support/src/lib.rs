@@ -16,8 +16,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use discoverd::app::{App, Timings};
-use discoverd::daemon;
 use discoverd::config::Config;
+use discoverd::daemon;
 use discoverd::firewall::Firewall;
 use discoverd::keystone::Session;
 
@@ -64,8 +64,7 @@ impl TestApp {
             power_poll: Duration::from_millis(10),
             report_hold: Duration::from_secs(10),
         };
-        let app =
-            App::new(config, stores.nodes, ironic, firewall, timings, rx)?.with_rules(stores.rules);
+        let app = App::new(config, stores.nodes, ironic, firewall, timings, rx)?.with_rules(stores.rules);
         let router = discoverd::api::router(app.clone(), auth);
         Ok(TestApp {
             app,

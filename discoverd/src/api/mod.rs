@@ -104,10 +104,7 @@ fn operator_routes(app: &App, auth: Arc<Authenticator>) -> Router<App> {
     } else {
         routes.route("/metrics", get(metrics::metrics))
     };
-    routes.route_layer(axum::middleware::from_fn_with_state(
-        auth,
-        auth::require_operator,
-    ))
+    routes.route_layer(axum::middleware::from_fn_with_state(auth, auth::require_operator))
 }
 
 /// `/metrics` outside authentication, when `metrics_public`.

@@ -131,9 +131,7 @@ fn authenticate_maps_to_auth_strategy() -> Result<(), ConfigError> {
     assert_eq!(c.auth_strategy, AuthStrategy::NoAuth);
     let c = parse("[discoverd]\ndatabase = /x\nauth_strategy = noauth\n")?;
     assert_eq!(c.auth_strategy, AuthStrategy::NoAuth);
-    assert!(
-        parse("[discoverd]\ndatabase = /x\nauthenticate = false\nauth_strategy = keystone\n").is_err()
-    );
+    assert!(parse("[discoverd]\ndatabase = /x\nauthenticate = false\nauth_strategy = keystone\n").is_err());
     assert!(parse("[discoverd]\ndatabase = /x\nauth_strategy = http_basic\n").is_err());
     let c = parse(
         "[discoverd]\ndatabase = /x\nauth_strategy = http_basic\nhttp_basic_auth_user_file = /etc/htpasswd\n",

@@ -1,6 +1,10 @@
 use super::*;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+fn s(v: &[&str]) -> Vec<String> {
+    v.iter().map(|x| (*x).to_owned()).collect()
+}
+
 /// A fake helper: records requests, answers Applied, and can be told
 /// to refuse or to drop connections.
 struct FakeHelper {
@@ -112,9 +116,7 @@ async fn full_then_incremental_changes_per_mode() -> Result<(), Box<dyn std::err
         .await?;
     let ops = h.ops();
     assert!(matches!(ops[0], RequestBody::Hello { .. }));
-    assert!(
-        matches!(&ops[1], RequestBody::Sync(st) if st.macs.len() == 2 && st.mode == FilterMode::Deny)
-    );
+    assert!(matches!(&ops[1], RequestBody::Sync(st) if st.macs.len() == 2 && st.mode == FilterMode::Deny));
     assert_eq!(
         ops[2],
         RequestBody::Remove {
@@ -160,8 +162,7 @@ async fn a_helper_that_lost_its_state_gets_a_full_sync() -> Result<(), Box<dyn s
 }
 
 #[tokio::test]
-async fn helper_down_then_back_is_resynced_by_the_reconnector() -> Result<(), Box<dyn std::error::Error>>
-{
+async fn helper_down_then_back_is_resynced_by_the_reconnector() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let fw = firewall(dir.path().join("fw.sock"), FilterMode::Deny, true);
     let err = fw.sync(&s(&["52:54:00:00:00:01"]), &HashSet::new()).await;
@@ -191,8 +192,7 @@ async fn helper_down_then_back_is_resynced_by_the_reconnector() -> Result<(), Bo
 }
 
 #[tokio::test]
-async fn a_helper_restart_is_seen_on_the_connection_and_resynced()
--> Result<(), Box<dyn std::error::Error>> {
+async fn a_helper_restart_is_seen_on_the_connection_and_resynced() -> Result<(), Box<dyn std::error::Error>> {
     let (h, _t) = FakeHelper::start(tempfile::tempdir()?)?;
     let fw = firewall(h.socket(), FilterMode::Deny, true);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

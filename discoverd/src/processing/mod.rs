@@ -10,8 +10,8 @@ mod preprocess;
 mod reapply;
 mod rules;
 
-pub use error::ProcessError;
 pub use crate::json::type_name;
+pub use error::ProcessError;
 pub use payload::{Data, LookupAttrs, PayloadError, lookup_attributes, normalize};
 pub use reapply::ReapplyError;
 
