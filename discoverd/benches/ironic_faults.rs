@@ -295,16 +295,15 @@ listen_address = 127.0.0.1\nlisten_port = {port}\nprocessing_hooks = ramdisk_err
         ),
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let _daemon = Daemon(
-        Command::new(env!("CARGO_BIN_EXE_ironic-discoverd"))
-            .arg("--config-file")
-            .arg(&conf)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("ironic-discoverd: {e}")),
-    );
+    // As root, the daemon runs as its own user (it refuses uid 0).
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ironic-discoverd"));
+    cmd.arg("--config-file")
+        .arg(&conf)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    ironic_discoverd_e2e::unprivileged(&mut cmd, &[dir.path()]).unwrap_or_else(|e| panic!("{e:#}"));
+    let _daemon = Daemon(cmd.spawn().unwrap_or_else(|e| panic!("ironic-discoverd: {e}")));
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(256)

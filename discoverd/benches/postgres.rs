@@ -57,14 +57,15 @@ async fn start_daemon(
         ),
     )
     .unwrap_or_else(|e| panic!("{}: {e}", conf.display()));
-    let child = Command::new(env!("CARGO_BIN_EXE_ironic-discoverd"))
-        .arg("--config-file")
+    // As root, the daemon runs as its own user (it refuses uid 0).
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ironic-discoverd"));
+    cmd.arg("--config-file")
         .arg(&conf)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap_or_else(|e| panic!("ironic-discoverd: {e}"));
+        .stderr(Stdio::inherit());
+    ironic_discoverd_e2e::unprivileged(&mut cmd, &[dir]).unwrap_or_else(|e| panic!("{e:#}"));
+    let child = cmd.spawn().unwrap_or_else(|e| panic!("ironic-discoverd: {e}"));
     let d = Daemon {
         child,
         base: format!("http://127.0.0.1:{port}"),
