@@ -64,11 +64,13 @@ export DISCOVERD_BENCH_IRONIC_LOG=$services_dir/ironic/ironic.log
 step "building the benchmarks (release)"
 cargo bench --locked --workspace --no-run
 
+failed=""
 bench() {
   local pkg=$1 name=$2
   want "$name" || return 0
   step "$name: cargo bench -p $pkg --bench $name"
-  cargo bench --locked -p "$pkg" --bench "$name"
+  # One failing benchmark does not cost the others their run.
+  cargo bench --locked -p "$pkg" --bench "$name" || failed="$failed $name"
 }
 bench ironic-discoverd-fw-helper sync
 bench ironic-discoverd-fw-helper defence
@@ -84,4 +86,8 @@ if want postgres; then
   bench ironic-discoverd postgres
 fi
 
+if [ -n "$failed" ]; then
+  step "FAILED:$failed"
+  exit 1
+fi
 step "done in $(( $(date +%s) - start ))s (output kept in $log)"

@@ -573,12 +573,19 @@ async fn start_all_waiting(
     powered_on: Option<&PoweredOn>,
 ) {
     let deadline = Instant::now() + Duration::from_secs(300);
+    // At most this many clients at once, well under the daemon's
+    // max_connections (1024): past the cap it closes the oldest
+    // connections still waiting for a request, as an operator wants under
+    // a flood, and a burst of thousands of fresh connections would meet it.
+    let slots = Arc::new(tokio::sync::Semaphore::new(256));
     let tasks: Vec<_> = uuids
         .iter()
         .map(|u| {
             let (http, base, u) = (http.clone(), base.to_owned(), u.clone());
             let powered_on = powered_on.cloned();
+            let slots = slots.clone();
             tokio::spawn(async move {
+                let _slot = slots.acquire_owned().await.map_err(|e| e.to_string())?;
                 let s = http
                     .post(format!("{base}/v1/introspection/{u}"))
                     .send()
