@@ -256,23 +256,7 @@ fn real_powered_on(ironic: &IronicRest, period: Duration) -> (PoweredOn, tokio::
     let (ironic, on2) = (ironic.clone(), on.clone());
     let task = tokio::spawn(async move {
         loop {
-            if let Ok(v) = ironic
-                .send(
-                    reqwest::Method::GET,
-                    "/v1/nodes?fields=uuid,power_state&limit=1000",
-                    None,
-                )
-                .await
-            {
-                let set = v["nodes"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter(|n| n["power_state"] == "power on")
-                            .filter_map(|n| n["uuid"].as_str().map(str::to_owned))
-                            .collect()
-                    })
-                    .unwrap_or_default();
+            if let Ok(set) = ironic.powered_on().await {
                 *on2.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = set;
             }
             tokio::time::sleep(period).await;
@@ -457,13 +441,24 @@ async fn scale_run(
                 tokio::time::sleep(jitter).await;
                 wait_powered_on(&powered_on, &uuid, poll, deadline).await?;
                 wait_waiting(&http, &base, &uuid, poll, deadline).await?;
-                match http.post(format!("{base}/v1/continue")).json(&body).send().await {
-                    Ok(r) if r.status().as_u16() == 200 => {}
-                    Ok(r) => {
-                        let s = r.status().as_u16();
-                        return Err(format!("continue: {s} {}", r.text().await.unwrap_or_default()));
+                // Like IPA, the "ramdisk" tries a report again when the
+                // connection fails (up to 5 tries): at max_connections the
+                // daemon closes idle keep-alive connections, and a pooled one
+                // can be closed just as a request goes out on it.
+                let mut tries = 0;
+                loop {
+                    tries += 1;
+                    match http.post(format!("{base}/v1/continue")).json(&body).send().await {
+                        Ok(r) if r.status().as_u16() == 200 => break,
+                        Ok(r) => {
+                            let s = r.status().as_u16();
+                            return Err(format!("continue: {s} {}", r.text().await.unwrap_or_default()));
+                        }
+                        Err(e) if tries < 5 && (e.is_connect() || e.is_request()) => {
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                        Err(e) => return Err(format!("continue: {}", chain(&e))),
                     }
-                    Err(e) => return Err(format!("continue: {}", chain(&e))),
                 }
                 loop {
                     let st = status(&http, &base, &uuid).await;

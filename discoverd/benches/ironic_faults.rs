@@ -200,23 +200,7 @@ fn watch_power(ironic: Arc<IronicRest>) -> (PoweredOn, tokio::task::JoinHandle<(
     let on2 = on.clone();
     let task = tokio::spawn(async move {
         loop {
-            if let Ok(v) = ironic
-                .send(
-                    reqwest::Method::GET,
-                    "/v1/nodes?fields=uuid,power_state&limit=1000",
-                    None,
-                )
-                .await
-            {
-                let set = v["nodes"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter(|n| n["power_state"] == "power on")
-                            .filter_map(|n| n["uuid"].as_str().map(str::to_owned))
-                            .collect()
-                    })
-                    .unwrap_or_default();
+            if let Ok(set) = ironic.powered_on().await {
                 *on2.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = set;
             }
             tokio::time::sleep(Duration::from_secs(1)).await;

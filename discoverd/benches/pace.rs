@@ -173,7 +173,10 @@ fn ironic_requests(log: &std::path::Path, from: u64) -> BTreeMap<String, usize> 
     let text = String::from_utf8_lossy(text.get(from as usize..).unwrap_or_default()).into_owned();
     let mut t = BTreeMap::new();
     for line in text.lines().filter(|l| l.contains("ironic.api")) {
-        let mut words = line.split_whitespace().skip_while(|w| *w != "-");
+        // After the request context (`[None req-… - - - - - -]`), whose
+        // dashes are not the separator.
+        let rest = line.rsplit_once(']').map_or(line, |(_, r)| r);
+        let mut words = rest.split_whitespace().skip_while(|w| *w != "-");
         let (Some(_), Some(method), Some(path)) = (words.next(), words.next(), words.next()) else {
             continue;
         };

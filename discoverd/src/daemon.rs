@@ -76,6 +76,7 @@ pub async fn ironic_client(
             max_backoff: config.ironic_retry_max_backoff,
         },
     )
+    .map(|c| c.with_max_requests(config.ironic_max_requests))
     .map_err(|source| StartupError::Ironic {
         url,
         attempts: 0,

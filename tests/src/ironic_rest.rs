@@ -23,6 +23,30 @@ impl IronicRest {
         })
     }
 
+    /// The UUIDs of every node Ironic shows powered on, page after page (a
+    /// bench's Ironic holds the nodes of earlier runs too, past one page).
+    pub async fn powered_on(&self) -> anyhow::Result<std::collections::HashSet<String>> {
+        let mut set = std::collections::HashSet::new();
+        let mut path = "/v1/nodes?fields=uuid,power_state&limit=1000".to_owned();
+        loop {
+            let v = self.send(reqwest::Method::GET, &path, None).await?;
+            for n in v["nodes"].as_array().into_iter().flatten() {
+                if n["power_state"] == "power on"
+                    && let Some(u) = n["uuid"].as_str()
+                {
+                    set.insert(u.to_owned());
+                }
+            }
+            match v["next"]
+                .as_str()
+                .and_then(|next| next.find("/v1/").map(|i| &next[i..]))
+            {
+                Some(next) => path = next.to_owned(),
+                None => return Ok(set),
+            }
+        }
+    }
+
     /// One call with API version 1.31; a non-2xx answer is an error with
     /// Ironic's text.
     pub async fn send(

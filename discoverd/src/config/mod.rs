@@ -19,8 +19,8 @@ pub use values::{
     AuthStrategy, DEFAULT_IRONIC_API_VERSION, DEFAULT_MAX_BODY_SIZE, Database, Secret, StoreData,
 };
 use values::{
-    api_max_limit, auth_strategy, count, database, interfaces, introspection_delay, max_body_size,
-    max_connections, positive, timeout,
+    api_max_limit, auth_strategy, count, database, interfaces, introspection_delay, ironic_max_requests,
+    max_body_size, max_connections, positive, timeout,
 };
 
 /// The section discoverd has always used.
@@ -116,6 +116,8 @@ pub struct Config {
     /// First pause between tries, doubled up to `ironic_retry_max_backoff`.
     pub ironic_retry_backoff: Duration,
     pub ironic_retry_max_backoff: Duration,
+    /// Requests in flight to Ironic at most; more wait in the daemon.
+    pub ironic_max_requests: usize,
     // --- speed (issue 15): power-state polling after power-off ---
     /// First pause before reading Ironic's power state again; it doubles
     /// after each read up to `power_poll_max`.
@@ -220,6 +222,7 @@ impl Config {
             ),
             ironic_retry_backoff: positive(s, "ironic_retry_backoff", 0.5)?,
             ironic_retry_max_backoff: positive(s, "ironic_retry_max_backoff", 15.0)?,
+            ironic_max_requests: ironic_max_requests(s)?,
             // --- speed (issue 15) ---
             power_poll_initial: positive(s, "power_poll_initial", 0.1)?,
             power_poll_max: positive(s, "power_poll_max", 2.0)?,

@@ -248,3 +248,14 @@ pub(super) fn max_connections(s: &Section<'_>) -> Result<usize, ConfigError> {
         _ => Err(s.bad_value("max_connections", &v.to_string(), "expected 1 to 1000000")),
     }
 }
+
+/// `ironic_max_requests`: 1 to 1024, default 16 (Ironic's API is CPU-bound
+/// Python; more at once only makes every answer slower).
+pub(super) fn ironic_max_requests(s: &Section<'_>) -> Result<usize, ConfigError> {
+    let default = crate::ironic::DEFAULT_MAX_REQUESTS as i64;
+    let v = s.integer("ironic_max_requests", default)?;
+    match usize::try_from(v) {
+        Ok(n) if (1..=1024).contains(&n) => Ok(n),
+        _ => Err(s.bad_value("ironic_max_requests", &v.to_string(), "expected 1 to 1024")),
+    }
+}

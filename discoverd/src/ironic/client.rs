@@ -31,7 +31,14 @@ pub struct IronicClient {
     retry: RetryPolicy,
     timeout: Duration,
     observer: Observer,
+    /// Requests in flight at most, shared by every clone: past it calls
+    /// queue here, not in an overloaded Ironic, where they would run into
+    /// `ironic_timeout` (`ironic_max_requests`).
+    in_flight: Arc<tokio::sync::Semaphore>,
 }
+
+/// Default of `ironic_max_requests`.
+pub const DEFAULT_MAX_REQUESTS: usize = 16;
 
 mod request;
 
@@ -68,7 +75,14 @@ impl IronicClient {
             retry,
             timeout,
             observer: Arc::new(TraceCalls),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_REQUESTS)),
         })
+    }
+
+    /// At most `n` requests in flight to Ironic (at least one).
+    pub fn with_max_requests(mut self, n: usize) -> Self {
+        self.in_flight = Arc::new(tokio::sync::Semaphore::new(n.max(1)));
+        self
     }
 
     /// A client that makes one try, for callers that retry on their own
@@ -436,5 +450,53 @@ mod tests {
         assert_eq!(error_message(br#"{"faultstring": "x"}"#), "x");
         assert_eq!(error_message(b"plain text"), "plain text");
         assert!(error_message(&vec![b'a'; 10_000]).len() <= 500);
+    }
+
+    /// At most `ironic_max_requests` requests reach Ironic at once; the
+    /// rest wait in the daemon and none of them times out for it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn requests_in_flight_are_capped() -> Result<(), Box<dyn std::error::Error>> {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let now = Arc::new(AtomicUsize::new(0));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let (n, p) = (now.clone(), peak.clone());
+        let app = axum::Router::new().route(
+            "/v1/nodes/{uuid}",
+            axum::routing::get(move || {
+                let (n, p) = (n.clone(), p.clone());
+                async move {
+                    let inside = n.fetch_add(1, Ordering::SeqCst) + 1;
+                    p.fetch_max(inside, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    n.fetch_sub(1, Ordering::SeqCst);
+                    axum::Json(serde_json::json!({"uuid": "n", "power_state": "power off"}))
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        // Each try may take 250 ms: 12 calls at 100 ms through 3 slots
+        // take about 400 ms, longer than a try, and none times out.
+        let client = IronicClient::new(
+            &url,
+            "1.31",
+            Duration::from_millis(250),
+            None,
+            RetryPolicy::default(),
+        )?
+        .with_max_requests(3)
+        .single_attempt();
+        let calls: Vec<_> = (0..12)
+            .map(|_| {
+                let c = client.clone();
+                tokio::spawn(async move { c.get_node("n").await })
+            })
+            .collect();
+        for c in calls {
+            c.await??;
+        }
+        assert_eq!(peak.load(Ordering::SeqCst), 3);
+        Ok(())
     }
 }

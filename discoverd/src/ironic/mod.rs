@@ -8,7 +8,7 @@ pub mod model;
 pub mod observer;
 pub mod retry;
 
-pub use client::IronicClient;
+pub use client::{DEFAULT_MAX_REQUESTS, IronicClient};
 pub use error::{IronicError, IronicErrorKind};
 pub use model::{InterfaceValidation, Node, PatchOp, Port};
 pub use observer::{CallObserver, CallOutcome, CallRecord};

@@ -136,10 +136,16 @@ impl IronicClient {
             // budget decides whether another try starts.
             let timeout = self.timeout;
             budget.attempts += 1;
+            // A slot among `ironic_max_requests`; the wait for it is not
+            // part of the try's timeout.
+            let slot = self.in_flight.acquire().await;
             let began = Instant::now();
-            let tried = match tokio::time::timeout(timeout, self.once(req)).await {
-                Ok(t) => t,
-                Err(_) => Try::TimedOut,
+            let tried = match slot {
+                Ok(_slot) => match tokio::time::timeout(timeout, self.once(req)).await {
+                    Ok(t) => t,
+                    Err(_) => Try::TimedOut,
+                },
+                Err(_) => Try::NotSent("the Ironic client is closed".into()),
             };
             let outcome = match &tried {
                 Try::Answer { status, .. } => CallOutcome::Status(status.as_u16()),
