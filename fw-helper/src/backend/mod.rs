@@ -18,6 +18,10 @@ use common::{FilterMode, FilterState, InterfaceName, MacAddr};
 
 use crate::state::StateFile;
 
+/// The nftables table the helper owns (the nft backend writes it, the
+/// watch guards it).
+pub const NFT_TABLE: &str = "ironic_discoverd";
+
 /// The state a backend is asked to hold: a normalised [`FilterState`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Applied {

@@ -41,7 +41,7 @@ use serde::{Deserialize, Serialize};
 use super::netlink::{NetlinkError, Socket};
 use super::{Applied, Backend, BackendError, Change};
 
-pub const TABLE: &str = "ironic_discoverd";
+pub const TABLE: &str = super::NFT_TABLE;
 pub const CHAIN: &str = "dhcp_filter";
 /// Elements per NEWSETELEM message. One message holds at most 3276 MACs
 /// before the u16 attribute length silently wraps (nftables.md §4.1).

@@ -26,7 +26,7 @@ use nix::sys::time::TimeVal;
 
 use super::Filter;
 use super::netlink::{Message, NetlinkError, attributes, messages};
-use super::nft::TABLE;
+use super::NFT_TABLE as TABLE;
 
 /// nfnetlink multicast group of nf_tables changes (NFNLGRP_NFTABLES).
 const NFNLGRP_NFTABLES: u32 = 7;
