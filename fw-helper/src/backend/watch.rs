@@ -25,8 +25,8 @@ use nix::sys::socket::{
 use nix::sys::time::TimeVal;
 
 use super::Filter;
-use super::netlink::{Message, NetlinkError, attributes, messages};
 use super::NFT_TABLE as TABLE;
+use super::netlink::{Message, NetlinkError, attributes, messages};
 
 /// nfnetlink multicast group of nf_tables changes (NFNLGRP_NFTABLES).
 const NFNLGRP_NFTABLES: u32 = 7;
