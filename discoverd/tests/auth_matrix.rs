@@ -332,15 +332,26 @@ async fn http_basic_matrix() -> anyhow::Result<()> {
 /// here; the tiny router above only shows what the middleware hands the
 /// handlers. Authorised requests get the route's own answer: status of a
 /// node never started 404, start of a node Ironic does not know 404, an
-/// empty discover list 202, metrics 200.
+/// empty discover list 202, metrics 200, and the inspector API's list,
+/// abort, data, rules and the event stream.
 #[tokio::test]
 async fn the_product_router_applies_the_matrix_to_every_operator_route() -> anyhow::Result<()> {
     const UNKNOWN: &str = "/v1/introspection/0b4a3e70-2b2a-4e55-9a8f-5b0d6a0cffff";
-    let operator: [(&str, &str, StatusCode); 4] = [
+    const ABORT: &str = "/v1/introspection/0b4a3e70-2b2a-4e55-9a8f-5b0d6a0cffff/abort";
+    const DATA: &str = "/v1/introspection/0b4a3e70-2b2a-4e55-9a8f-5b0d6a0cffff/data";
+    let operator: [(&str, &str, StatusCode); 10] = [
         ("POST", UNKNOWN, StatusCode::NOT_FOUND),
         ("GET", UNKNOWN, StatusCode::NOT_FOUND),
         ("POST", "/v1/discover", StatusCode::ACCEPTED),
         ("GET", "/metrics", StatusCode::OK),
+        ("GET", "/v1/introspection", StatusCode::OK),
+        ("POST", ABORT, StatusCode::NOT_FOUND),
+        ("GET", DATA, StatusCode::NOT_FOUND),
+        ("GET", "/v1/rules", StatusCode::OK),
+        ("DELETE", "/v1/rules", StatusCode::NO_CONTENT),
+        // An empty filter: a 400 once past authentication (a stream
+        // that is let through would never end here).
+        ("GET", "/v1/events?node=", StatusCode::BAD_REQUEST),
     ];
     let public: [(&str, &str, StatusCode); 5] = [
         ("GET", "/", StatusCode::OK),
