@@ -40,9 +40,20 @@ fn unique(tag: u8) -> (String, String) {
     )
 }
 
+/// The MAC of a node's second NIC, which Ironic does not know: the
+/// daemon must create its port, on that node.
+fn second_nic(mac: &str) -> String {
+    let (prefix, last) = mac.rsplit_once(':').unwrap_or((mac, "00"));
+    let prefix = prefix.rsplit_once(':').map_or(prefix, |p| p.0);
+    format!("{prefix}:01:{last}")
+}
+
 fn flat_payload(mac: &str, bmc: &str, cpus: u32) -> Value {
     json!({
-        "interfaces": {"em1": {"mac": mac, "ip": "192.0.2.60"}},
+        "interfaces": {
+            "em1": {"mac": mac, "ip": "192.0.2.60"},
+            "em2": {"mac": second_nic(mac), "ip": "192.0.2.62"}
+        },
         "ipmi_address": bmc, "cpu_arch": "x86_64", "memory_mb": 4096, "cpus": cpus, "local_gb": 40
     })
 }
@@ -50,7 +61,10 @@ fn flat_payload(mac: &str, bmc: &str, cpus: u32) -> Value {
 fn ipa_payload(mac: &str, bmc: &str, cpus: u32) -> Value {
     json!({
         "inventory": {
-            "interfaces": [{"name": "eno1", "mac_address": mac, "ipv4_address": "192.0.2.61", "has_carrier": true}],
+            "interfaces": [
+                {"name": "eno1", "mac_address": mac, "ipv4_address": "192.0.2.61", "has_carrier": true},
+                {"name": "eno2", "mac_address": second_nic(mac), "ipv4_address": "192.0.2.63", "has_carrier": true}
+            ],
             "cpu": {"count": cpus, "architecture": "aarch64"},
             "memory": {"total": 8_000_000_000u64, "physical_mb": 8192},
             "disks": [{"name": "/dev/vda", "size": 21_474_836_480u64}],
@@ -154,7 +168,10 @@ async fn parallel_introspection_and_dhcp_only_while_introspected() -> anyhow::Re
         );
         assert_eq!(node["extra"], json!({"newly_discovered": "true"}));
         assert_eq!(node["power_state"], "power off");
-        assert_eq!(ironic.port_macs(uuid).await?, vec![nodes[i].0.clone()]);
+        // The enrolled port, and the second NIC's created on this node.
+        let mut want = vec![nodes[i].0.clone(), second_nic(&nodes[i].0)];
+        want.sort();
+        assert_eq!(ironic.port_macs(uuid).await?, want, "{uuid}'s ports");
     }
     eventually(
         "the MACs back in the deny set",
