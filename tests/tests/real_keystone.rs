@@ -101,8 +101,15 @@ os_username = {}\nos_password = {}\nos_tenant_name = {}\nironic_url = {}\nlisten
     })
     .await?;
 
+    // Keystone's uwsgi closes each connection after its answer: a pooled
+    // one can be reset under the next request (the daemon's Keystone
+    // client keeps no idle connection for the same reason).
+    let keystone_http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .pool_max_idle_per_host(0)
+        .build()?;
     let admin = issue(
-        &http,
+        &keystone_http,
         &ks,
         &get("KEYSTONE_ADMIN_USER"),
         &get("KEYSTONE_ADMIN_PASSWORD"),
@@ -110,7 +117,7 @@ os_username = {}\nos_password = {}\nos_tenant_name = {}\nironic_url = {}\nlisten
     )
     .await?;
     let member = issue(
-        &http,
+        &keystone_http,
         &ks,
         &get("MEMBER_USER"),
         &get("MEMBER_PASSWORD"),
