@@ -146,15 +146,20 @@ async fn whole_introspection_with_the_real_helper_and_a_daemon_killed_midway() -
             "{uuid}: {st}"
         );
     }
-    // The restarted daemon's full sync computes the same set from the cache
-    // (READY came after it; a daemon that lost A and B would put their MACs
-    // back: Ironic has their ports).
+    // The restarted daemon's first full sync computes the same set from the
+    // cache: /readyz answers 200 only once it is in the helper, and a daemon
+    // that lost A and B would have put their MACs back (Ironic has their
+    // ports). The set was already right before, so wait for the sync first.
     eventually(
-        "the restarted daemon's sync",
+        "the restarted daemon's first sync (/readyz)",
         Duration::from_secs(30),
-        async || Ok(set()?.filter(|s| *s == only_c)),
+        async || {
+            let r = stack.http.get(stack.url("/readyz")).send().await?;
+            Ok(r.status().is_success().then_some(()))
+        },
     )
     .await?;
+    assert_eq!(set()?, Some(only_c.clone()), "the restarted daemon's sync");
 
     // After: the ramdisk reports, the node is updated and filtered again.
     let (code, reply) = stack.post_continue(&payload(MAC_A, "192.0.2.11")).await?;
