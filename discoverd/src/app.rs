@@ -23,9 +23,8 @@ use crate::tasks::Tasks;
 /// Intervals the flows poll or wait at; shortened in tests.
 #[derive(Debug, Clone, Copy)]
 pub struct Timings {
-    /// Upper bound on the pauses between power-state polls after
-    /// power-off and between power validations while waiting for new IPMI
-    /// credentials; the config's `power_poll_initial`/`power_poll_max`
+    /// Upper bound on the pauses between power validations while waiting
+    /// for new IPMI credentials; the config's `power_poll_initial`/`power_poll_max`
     /// apply below it. Unbounded by default; tests shorten it.
     pub power_poll: Duration,
     /// How long a report for a node still `starting` is held.

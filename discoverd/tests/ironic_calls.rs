@@ -1,7 +1,7 @@
 //! What one introspection costs Ironic (issue 15): every call the daemon
 //! makes for a node, by method and path, against the in-process fake
 //! Ironic, so a new call or a lost merge fails here. And the failure
-//! semantics of the merged finishing PATCH: a node that fails keeps
+//! semantics of the finishing PATCH and power-off: a node that fails keeps
 //! `extra.on_discovery`, and the error says why.
 
 use std::collections::BTreeMap;
@@ -105,11 +105,11 @@ async fn one_introspection_costs_two_node_patches_and_no_redundant_call() -> any
     let st = wait(&t.router, |v| v["finished"] == true).await?;
     assert_eq!(st["error"], Value::Null, "{st}");
     assert_eq!(before, 0, "the fake saw calls before the start");
-    // The fake powers off at once, so exactly one power-state read.
+    // No power-state read: the finish writes first, then powers off.
     assert_eq!(
         tally(&fake),
         expect(&[
-            ("GET /v1/nodes/*", 3),
+            ("GET /v1/nodes/*", 2),
             ("GET /v1/nodes/*/validate", 1),
             ("GET /v1/nodes/*/ports", 2),
             ("PATCH /v1/nodes/*", 2),
@@ -149,7 +149,7 @@ async fn a_node_still_marked_from_a_failed_run_is_not_patched_at_start() -> anyh
 }
 
 #[tokio::test]
-async fn a_refused_finishing_patch_keeps_the_mark_and_says_why() -> anyhow::Result<()> {
+async fn a_refused_finishing_patch_keeps_the_mark_and_the_power_and_says_why() -> anyhow::Result<()> {
     let fake = FakeIronic::start().await?;
     let t = TestApp::new(&fake.url(), "").await?;
     node(&fake, json!({}));
@@ -175,14 +175,21 @@ async fn a_refused_finishing_patch_keeps_the_mark_and_says_why() -> anyhow::Resu
     );
     let n = fake.node(NODE).unwrap_or_default();
     assert_eq!(n["extra"], json!({"on_discovery": "true"}));
-    assert_eq!(n["power_state"], json!("power off"));
+    // Left powered on (in the ramdisk) for the operator to look at: the
+    // power-off comes after the write.
+    assert_eq!(n["power_state"], json!("power on"));
+    assert_eq!(
+        fake.calls_to("PUT", &format!("/v1/nodes/{NODE}/states/power"))
+            .len(),
+        1
+    );
     Ok(())
 }
 
 #[tokio::test]
-async fn a_node_that_never_powers_off_keeps_the_mark_and_says_why() -> anyhow::Result<()> {
+async fn a_refused_power_off_puts_the_mark_back_and_says_why() -> anyhow::Result<()> {
     let fake = FakeIronic::start().await?;
-    let t = TestApp::new(&fake.url(), "timeout = 1").await?;
+    let t = TestApp::new(&fake.url(), "").await?;
     node(&fake, json!({}));
     call(
         &t.router,
@@ -192,25 +199,27 @@ async fn a_node_that_never_powers_off_keeps_the_mark_and_says_why() -> anyhow::R
     )
     .await?;
     wait(&t.router, |v| v["state"] == "waiting").await?;
-    // Ironic accepts the power-off but the node stays on.
+    // The reboot was the first power call; the power-off is refused.
     fake.inject(
         Method::PUT,
         &format!("/v1/nodes/{NODE}/states/power"),
-        Fault::Status(202),
+        Fault::Status(400),
         1,
     );
     let (code, v) = call(&t.router, Method::POST, "/v1/continue", Some(report())).await?;
     assert_eq!(code, StatusCode::OK, "{v}");
     let st = wait(&t.router, |v| v["finished"] == true).await?;
-    assert_eq!(
-        st["error"],
-        json!(format!(
-            "Timeout waiting for node {NODE} to power off after introspection"
-        ))
+    let err = st["error"].as_str().unwrap_or_default();
+    assert!(
+        err.starts_with(&format!("Failed to power off node {NODE}")),
+        "{err}"
     );
     let n = fake.node(NODE).unwrap_or_default();
-    assert_eq!(n["extra"], json!({"on_discovery": "true"}));
-    assert_eq!(n["properties"], json!({}));
-    assert_eq!(fake.calls_to("PATCH", "/v1/nodes/").len(), 1);
+    assert_eq!(
+        n["extra"],
+        json!({"on_discovery": "true", "newly_discovered": "true"})
+    );
+    assert_eq!(n["properties"]["memory_mb"], json!("4096"));
+    assert_eq!(n["power_state"], json!("power on"));
     Ok(())
 }

@@ -222,9 +222,15 @@ async fn daemon_killed_with_100_in_flight_keeps_every_status_and_the_filter() ->
         std::thread::spawn(move || -> anyhow::Result<(usize, usize)> {
             let (mut samples, mut allow_checks) = (0, 0);
             while !stop.load(Ordering::Relaxed) {
-                // Read before the kernel: a MAC leaves the list before its report.
-                let allowed = must_allow.lock().map(|v| v.clone()).unwrap_or_default();
-                match ns.nft_set_macs()? {
+                // A MAC leaves the list before its report is sent: one still
+                // listed after the kernel was read had not been reported when
+                // it was (a report can finish within the read).
+                let listed = || must_allow.lock().map(|v| v.clone()).unwrap_or_default();
+                let before = listed();
+                let kernel = ns.nft_set_macs()?;
+                let after = listed();
+                let allowed: Vec<&String> = before.iter().filter(|m| after.contains(m)).collect();
+                match kernel {
                     None => anyhow::bail!("the table vanished after {samples} samples"),
                     Some(set) => {
                         if let Some(m) = bystanders.iter().find(|m| set.binary_search(m).is_err()) {

@@ -167,7 +167,12 @@ async fn parallel_introspection_and_dhcp_only_while_introspected() -> anyhow::Re
             "{uuid}"
         );
         assert_eq!(node["extra"], json!({"newly_discovered": "true"}));
-        assert_eq!(node["power_state"], "power off");
+        // The power-off is the last call; Ironic carries it out after
+        // answering it.
+        eventually("the node powered off", Duration::from_secs(30), async || {
+            Ok((ironic.node(uuid).await?["power_state"] == "power off").then_some(()))
+        })
+        .await?;
         // The enrolled port, and the second NIC's created on this node.
         let mut want = vec![nodes[i].0.clone(), second_nic(&nodes[i].0)];
         want.sort();

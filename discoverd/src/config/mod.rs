@@ -118,8 +118,8 @@ pub struct Config {
     pub ironic_retry_max_backoff: Duration,
     /// Requests in flight to Ironic at most; more wait in the daemon.
     pub ironic_max_requests: usize,
-    // --- speed (issue 15): power-state polling after power-off ---
-    /// First pause before reading Ironic's power state again; it doubles
+    // --- speed (issue 15): power validation polling (new IPMI credentials) ---
+    /// First pause before asking Ironic to validate power again; it doubles
     /// after each read up to `power_poll_max`.
     pub power_poll_initial: Duration,
     pub power_poll_max: Duration,

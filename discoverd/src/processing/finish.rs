@@ -1,14 +1,19 @@
-//! The steps after a report was accepted (spec §5.4): power the node off
-//! and wait for it, then write the hooks' node changes and the finishing
-//! marks in ONE Ironic PATCH, and end the introspection; or, with IPMI
-//! credential setup, wait until the new credentials work first.
+//! The steps after a report was accepted (spec §5.4): write the hooks'
+//! node changes and the finishing marks in ONE Ironic PATCH, then power the
+//! node off, and end the introspection once Ironic accepted the power-off
+//! (as ironic-inspector 12.5 does); or, with IPMI credential setup, wait
+//! until the new credentials work first.
 //!
-//! Waits poll with a growing back-off ([`crate::backoff`]): Ironic usually
-//! reports the new power state within a few hundred milliseconds, and a
-//! fixed 5-second poll (1.0) made every introspection that much longer.
-//! A failure before the PATCH leaves the node as it was during the run,
-//! `extra.on_discovery` included, and the error says why (1.0's
-//! semantics).
+//! 1.0 powered off first, polled Ironic every 5 s until the node read
+//! `power off`, and only then removed `extra.on_discovery`. Writing first
+//! saves that wait and a `GET` of the node per introspection; whether the
+//! power-off itself worked is Ironic's to record (`last_error`), as for
+//! every power action it carries out. 1.0's failure semantics stay: a node
+//! whose run fails keeps `extra.on_discovery` (put back when the power-off
+//! is refused after the PATCH), and the error names the call and why.
+//!
+//! Waiting for new IPMI credentials polls power validation with a growing
+//! back-off ([`crate::backoff`]).
 
 use crate::domain::{NodeId, Timestamp};
 use crate::introspection::{Outcome, manages_boot};
@@ -50,40 +55,14 @@ impl Processor {
         }
     }
 
-    /// §5.4 *finish*: power off, wait for it, then one PATCH with the
-    /// hooks' node changes (`node_ops`) and the finishing marks, done.
+    /// §5.4 *finish*: one PATCH with the hooks' node changes
+    /// (`node_ops`) and the finishing marks, then the power-off, done.
     pub(super) async fn finish(&self, id: NodeId, node_ops: Vec<PatchOp>) {
         let uuid = id.to_string();
         let manage_boot = match self.lifecycle.store().options(id).await {
             Ok(o) => manages_boot(&o),
             Err(_) => true,
         };
-        if manage_boot && let Err(e) = self.ironic.set_power_state(&uuid, "power off").await {
-            let msg =
-                format!("Failed to power off node {uuid}, check it's power management configuration: {e}");
-            return self.fail(id, msg).await;
-        }
-        let until = self.deadline(id).await;
-        let mut backoff = self.settings.power_poll.start();
-        loop {
-            if !manage_boot {
-                break;
-            }
-            // Ironic answers the power PUT before the conductor acts:
-            // pause first, the first pause is short.
-            backoff.wait().await;
-            match self.ironic.get_node(&uuid).await {
-                Ok(n) if n.power_state.as_deref().map(str::to_lowercase).as_deref() == Some("power off") => {
-                    break;
-                }
-                Ok(_) => {}
-                Err(e) => tracing::debug!("failed to read the power state, retrying: {e}"),
-            }
-            if until.is_some_and(|d| Timestamp::now() >= d) {
-                let msg = format!("Timeout waiting for node {uuid} to power off after introspection");
-                return self.fail(id, msg).await;
-            }
-        }
         let mut ops = node_ops;
         ops.push(PatchOp::add("/extra/newly_discovered", "true"));
         ops.push(PatchOp::remove("/extra/on_discovery"));
@@ -92,6 +71,16 @@ impl Processor {
             let msg = format!(
                 "Failed to update the properties and extra fields of node {uuid} after introspection: {e}"
             );
+            return self.fail(id, msg).await;
+        }
+        if manage_boot && let Err(e) = self.ironic.set_power_state(&uuid, "power off").await {
+            // The run failed: the node keeps the mark 1.0 leaves on it.
+            let mark = [PatchOp::add("/extra/on_discovery", "true")];
+            if let Err(p) = self.ironic.patch_node(&uuid, &mark).await {
+                tracing::warn!("could not put extra.on_discovery back on the failed node: {p}");
+            }
+            let msg =
+                format!("Failed to power off node {uuid}, check it's power management configuration: {e}");
             return self.fail(id, msg).await;
         }
         let _ = self.lifecycle.finish(id, Outcome::Done).await;

@@ -42,9 +42,8 @@ const HOLD_POLL_MAX: Duration = Duration::from_millis(500);
 pub struct ProcessSettings {
     /// The introspection deadline (`None`: disabled).
     pub timeout: Option<Duration>,
-    /// The pauses between power-state polls after power-off (and power
-    /// validations while waiting for new IPMI credentials): growing from
-    /// `initial` to `max`.
+    /// The pauses between power validations while waiting for new IPMI
+    /// credentials: growing from `initial` to `max`.
     pub power_poll: BackoffSettings,
     /// How long a report for a node whose start has not yet sent its
     /// reboot is held before it is answered 503 (the ramdisk retries).
