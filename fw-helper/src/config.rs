@@ -81,8 +81,18 @@ fn backend(s: &Section<'_>, value: &str) -> Result<BackendKind, ConfigError> {
         "iptables" => Ok(BackendKind::Iptables {
             restore: s.string_or("iptables_restore", "iptables-nft-restore"),
         }),
+        "dnsmasq" => match s.string("dnsmasq_hostsdir").filter(|p| !p.is_empty()) {
+            Some(p) => Ok(BackendKind::Dnsmasq {
+                hostsdir: PathBuf::from(p),
+            }),
+            None => Err(s.bad_value(
+                "backend",
+                value,
+                "the dnsmasq backend needs dnsmasq_hostsdir (the directory dnsmasq's --dhcp-hostsdir names)",
+            )),
+        },
         "none" => Ok(BackendKind::None),
-        other => Err(s.bad_value("backend", other, "expected nftables, iptables or none")),
+        other => Err(s.bad_value("backend", other, "expected nftables, iptables, dnsmasq or none")),
     }
 }
 
@@ -162,6 +172,7 @@ impl HelperConfig {
         // iptables_restore is only read for the iptables backend.
         let _ = s.raw("iptables_restore");
         let _ = s.raw("match_chaddr");
+        let _ = s.raw("dnsmasq_hostsdir");
         s.reject_unknown(&[])?;
         Ok(cfg)
     }
@@ -217,6 +228,7 @@ mod tests {
         assert_eq!(c.interfaces.len(), 2);
         for bad in [
             "backend = pf",
+            "backend = dnsmasq",
             "socket_mode = 999",
             "interfaces = a/b",
             "allowed_gid = no-such-group-xyz",
@@ -228,6 +240,28 @@ mod tests {
             );
             assert!(r.is_err(), "{bad}");
         }
+        Ok(())
+    }
+
+    #[test]
+    fn the_dnsmasq_backend_needs_its_directory() -> Result<(), ConfigError> {
+        let c = load(
+            "[fw_helper]\nallowed_uid = 0\nbackend = dnsmasq\ndnsmasq_hostsdir = /var/lib/dnsmasq/hosts\n",
+            &Overrides::default(),
+        )?;
+        assert_eq!(
+            c.backend,
+            BackendKind::Dnsmasq {
+                hostsdir: PathBuf::from("/var/lib/dnsmasq/hosts")
+            }
+        );
+        let e = load(
+            "[fw_helper]\nallowed_uid = 0\nbackend = dnsmasq\n",
+            &Overrides::default(),
+        )
+        .map(|_| ())
+        .map_err(|e| e.to_string());
+        assert!(matches!(&e, Err(m) if m.contains("dnsmasq_hostsdir")), "{e:?}");
         Ok(())
     }
 
