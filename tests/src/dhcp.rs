@@ -24,6 +24,12 @@ pub struct DhcpLab {
 impl DhcpLab {
     /// Builds the lab; the client's NIC gets `client_mac`.
     pub fn new(client_mac: &str) -> anyhow::Result<Self> {
+        Self::with_dnsmasq_args(client_mac, &[])
+    }
+
+    /// The same, with `extra` arguments for the server's dnsmasq (e.g.
+    /// `--dhcp-hostsdir=DIR`).
+    pub fn with_dnsmasq_args(client_mac: &str, extra: &[String]) -> anyhow::Result<Self> {
         let server = Netns::new("dhcps")?;
         let client = Netns::new("dhcpc")?;
         server.exec(&[
@@ -55,6 +61,7 @@ impl DhcpLab {
             "--dhcp-range=192.0.2.100,192.0.2.150,2m",
             "--log-dhcp",
         ])
+        .args(extra)
         .arg(format!(
             "--dhcp-leasefile={}",
             dir.path().join("dnsmasq.leases").display()
