@@ -305,6 +305,12 @@ impl Hostsdir {
             .custom_flags(nix::libc::O_NOFOLLOW)
             .open(self.dir.join(&name))
             .map_err(err)?;
+        if !self.files.contains_key(&host) {
+            // dnsmasq runs as its own user: the file must be readable
+            // whatever our umask (the shipped unit sets 0077).
+            f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+                .map_err(err)?;
+        }
         f.write_all_at(content(&host.line_host(), v).as_bytes(), 0)
             .map_err(err)?;
         drop(f);

@@ -87,7 +87,15 @@ fn apply_read_and_teardown_never_delete_or_shrink_a_file() -> Result<(), Box<dyn
     let mut b = Hostsdir::open(dir.path())?;
     assert_eq!(b.read()?, None);
     let deny = applied(FilterMode::Deny, &[1, 2]);
-    b.apply(&deny, Change::Full { previous: None })?;
+    // The shipped unit's umask: dnsmasq must still be able to read.
+    let umask = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+    let applied_now = b.apply(&deny, Change::Full { previous: None });
+    nix::sys::stat::umask(umask);
+    applied_now?;
+    for name in ["02:00:00:00:00:01", WILDCARD_FILE] {
+        let mode = std::fs::metadata(dir.path().join(name))?.permissions();
+        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o644, "{name}");
+    }
     assert_eq!(
         read_file(dir.path(), "02:00:00:00:00:01"),
         "02:00:00:00:00:01,ignore\n"
