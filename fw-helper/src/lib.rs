@@ -55,6 +55,11 @@ pub fn run(cfg: HelperConfig) -> anyhow::Result<()> {
         .backend
         .build()
         .context("failed to set up the filter backend")?;
+    if matches!(cfg.backend, BackendKind::Iptables { .. }) {
+        tracing::warn!(
+            "the iptables backend filters DHCPv4 from directly attached clients only: relayed DHCPv4 and all DHCPv6 pass it unfiltered (backend = nftables filters both)"
+        );
+    }
     let filter = Filter::new(backend, cfg.interfaces.iter().cloned(), state_file);
     let shared = server::Shared::new(
         filter,

@@ -4,6 +4,7 @@
 //! Compute, then apply: each backend builds its whole change with a pure
 //! function and hands the kernel one atomic transaction.
 
+pub mod dhcpv6;
 pub mod hostsdir;
 pub mod iptables;
 pub mod netlink;
@@ -102,7 +103,7 @@ pub trait Backend: Send + fmt::Debug {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BackendKind {
     Nftables {
-        match_chaddr: bool,
+        matching: nft::Matching,
     },
     Iptables {
         restore: String,
@@ -119,9 +120,7 @@ impl BackendKind {
     /// directory is checked and locked at once).
     pub fn build(&self) -> Result<Box<dyn Backend>, BackendError> {
         Ok(match self {
-            BackendKind::Nftables { match_chaddr } => Box::new(nft::Nftables {
-                match_chaddr: *match_chaddr,
-            }),
+            BackendKind::Nftables { matching } => Box::new(nft::Nftables { matching: *matching }),
             BackendKind::Iptables { restore } => Box::new(iptables::Iptables::new(restore.clone())),
             BackendKind::Dnsmasq { hostsdir } => Box::new(hostsdir::Hostsdir::open(hostsdir)?),
             BackendKind::None => Box::new(noop::Noop::default()),

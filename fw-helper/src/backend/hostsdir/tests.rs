@@ -94,7 +94,11 @@ fn apply_read_and_teardown_never_delete_or_shrink_a_file() -> Result<(), Box<dyn
     applied_now?;
     for name in ["02:00:00:00:00:01", WILDCARD_FILE] {
         let mode = std::fs::metadata(dir.path().join(name))?.permissions();
-        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o644, "{name}");
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o644,
+            "{name}"
+        );
     }
     assert_eq!(
         read_file(dir.path(), "02:00:00:00:00:01"),
