@@ -30,6 +30,22 @@ impl DhcpLab {
     /// The same, with `extra` arguments for the server's dnsmasq (e.g.
     /// `--dhcp-hostsdir=DIR`).
     pub fn with_dnsmasq_args(client_mac: &str, extra: &[String]) -> anyhow::Result<Self> {
+        Self::build(client_mac, extra, false)
+    }
+
+    /// The same lab with DHCPv6 too: the server's `veth0` also has
+    /// 2001:db8::1/64 and its dnsmasq a DHCPv6 range; duplicate address
+    /// detection is off on both ends so that link-local addresses work at
+    /// once. Use [`DhcpLab::try_lease6`].
+    pub fn dual_stack(client_mac: &str) -> anyhow::Result<Self> {
+        Self::build(
+            client_mac,
+            &["--dhcp-range=2001:db8::100,2001:db8::1ff,64,2m".to_owned()],
+            true,
+        )
+    }
+
+    fn build(client_mac: &str, extra: &[String], ipv6: bool) -> anyhow::Result<Self> {
         let server = Netns::new("dhcps")?;
         let client = Netns::new("dhcpc")?;
         server.exec(&[
@@ -46,9 +62,23 @@ impl DhcpLab {
             client.name(),
         ])?;
         server.exec(&["ip", "addr", "add", "192.0.2.1/24", "dev", SERVER_IF])?;
+        if ipv6 {
+            server.exec(&["sysctl", "-qw", "net.ipv6.conf.veth0.accept_dad=0"])?;
+            client.exec(&["sysctl", "-qw", "net.ipv6.conf.veth1.accept_dad=0"])?;
+            server.exec(&["ip", "addr", "add", "2001:db8::1/64", "dev", SERVER_IF, "nodad"])?;
+        }
         server.exec(&["ip", "link", "set", SERVER_IF, "up"])?;
         client.exec(&["ip", "link", "set", "veth1", "address", client_mac])?;
         client.exec(&["ip", "link", "set", "veth1", "up"])?;
+        if ipv6 {
+            // dhclient -6 and dnsmasq need usable link-local addresses.
+            for (ns, ifname) in [(&server, SERVER_IF), (&client, "veth1")] {
+                crate::wait_for("a link-local address", Duration::from_secs(10), || {
+                    let out = ns.exec(&["ip", "-6", "addr", "show", "dev", ifname, "scope", "link"])?;
+                    Ok((out.contains("fe80") && !out.contains("tentative")).then_some(()))
+                })?;
+            }
+        }
         let dir = tempfile::tempdir()?;
         let mut cmd = server.command("dnsmasq");
         cmd.args([
@@ -184,10 +214,21 @@ impl DhcpLab {
     /// `-sf /bin/true`: dhclient-script must never touch the host's
     /// resolv.conf (the namespaces share the host's filesystem).
     pub fn try_lease(&self, limit: Duration) -> anyhow::Result<bool> {
+        self.try_dhclient(limit, &["-4"], "fixed-address")
+    }
+
+    /// The same with `dhclient -6` (a [`DhcpLab::dual_stack`] lab): true
+    /// if it got a DHCPv6 address within `limit`.
+    pub fn try_lease6(&self, limit: Duration) -> anyhow::Result<bool> {
+        self.try_dhclient(limit, &["-6"], "iaaddr")
+    }
+
+    fn try_dhclient(&self, limit: Duration, family: &[&str], leased: &str) -> anyhow::Result<bool> {
         let lf = self.dir.path().join("dhclient.leases");
         let _ = std::fs::remove_file(&lf);
         let mut cmd = self.client.command("dhclient");
-        cmd.args(["-1", "-d", "-v", "-sf", "/bin/true"])
+        cmd.args(family)
+            .args(["-1", "-d", "-v", "-sf", "/bin/true"])
             .arg("-cf")
             .arg(self.dir.path().join("dhclient.conf"))
             .arg("-lf")
@@ -200,7 +241,7 @@ impl DhcpLab {
         let mut dhclient = ChildGuard::spawn("dhclient", &mut cmd)?;
         let deadline = Instant::now() + limit;
         loop {
-            if std::fs::read_to_string(&lf).is_ok_and(|t| t.contains("fixed-address")) {
+            if std::fs::read_to_string(&lf).is_ok_and(|t| t.contains(leased)) {
                 return Ok(true);
             }
             if !dhclient.alive() || Instant::now() > deadline {
