@@ -109,3 +109,46 @@ async fn without_match_dhcpv6_a_denied_mac_gets_its_dhcpv6_lease() -> anyhow::Re
     );
     Ok(())
 }
+
+/// Through a real DHCPv6 relay (dnsmasq `--dhcp-relay`), the server sees
+/// the relay's Ethernet source; the client's MAC is in the Relay-Forward's
+/// first option (RFC 6939), which the relayed rule reads.
+#[tokio::test]
+async fn relayed_dhcpv6_is_filtered_by_the_client_link_layer_option() -> anyhow::Result<()> {
+    if !privileged_available("dhcpv6_relay_packets")? {
+        return Ok(());
+    }
+    let lab = DhcpLab::relayed6(&mac(CLIENT_MAC).to_string())?;
+    let h = Helper::start(&lab.server, "")?;
+    let mut c = h.client().await?;
+    expect_applied(
+        &call(&mut c, sync(&["veth0"], FilterMode::Deny, vec![mac(1)])).await?,
+        1,
+    );
+    assert!(
+        lab.try_lease6(Duration::from_secs(15))?,
+        "no DHCPv6 lease through the relay with nothing denied:\n{}",
+        lab.server_log()
+    );
+    expect_applied(
+        &call(
+            &mut c,
+            sync(&["veth0"], FilterMode::Deny, vec![mac(CLIENT_MAC), mac(1)]),
+        )
+        .await?,
+        2,
+    );
+    assert!(
+        !lab.try_lease6(Duration::from_secs(6))?,
+        "a denied MAC got a DHCPv6 lease through the relay"
+    );
+    expect_applied(
+        &call(&mut c, sync(&["veth0"], FilterMode::Allow, vec![mac(CLIENT_MAC)])).await?,
+        1,
+    );
+    assert!(
+        lab.try_lease6(Duration::from_secs(15))?,
+        "allow mode did not serve a listed MAC's DHCPv6 through the relay"
+    );
+    Ok(())
+}

@@ -205,6 +205,122 @@ impl DhcpLab {
         })
     }
 
+    /// DHCPv6 through a relay: the client (`veth1`, 2001:db8:1::/64) sits
+    /// behind a relay namespace whose dnsmasq (`--dhcp-relay`) forwards its
+    /// requests as Relay-Forward messages from 2001:db8::2 to the server's
+    /// 2001:db8::1. dnsmasq's relay puts the client's MAC (RFC 6939) first
+    /// when it knows it. Use [`DhcpLab::try_lease6`].
+    pub fn relayed6(client_mac: &str) -> anyhow::Result<Self> {
+        let server = Netns::new("dhcps")?;
+        let relay = Netns::new("dhcpr")?;
+        let client = Netns::new("dhcpc")?;
+        server.exec(&[
+            "ip",
+            "link",
+            "add",
+            SERVER_IF,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "vethr0",
+            "netns",
+            relay.name(),
+        ])?;
+        relay.exec(&[
+            "ip",
+            "link",
+            "add",
+            "vethr1",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "veth1",
+            "netns",
+            client.name(),
+        ])?;
+        for (ns, ifname, addr) in [
+            (&server, SERVER_IF, Some("2001:db8::1/64")),
+            (&relay, "vethr0", Some("2001:db8::2/64")),
+            (&relay, "vethr1", Some("2001:db8:1::1/64")),
+            (&client, "veth1", None),
+        ] {
+            ns.exec(&["sysctl", "-qw", &format!("net.ipv6.conf.{ifname}.accept_dad=0")])?;
+            if let Some(a) = addr {
+                ns.exec(&["ip", "addr", "add", a, "dev", ifname, "nodad"])?;
+            }
+        }
+        client.exec(&["ip", "link", "set", "veth1", "address", client_mac])?;
+        for (ns, ifname) in [
+            (&server, SERVER_IF),
+            (&relay, "vethr0"),
+            (&relay, "vethr1"),
+            (&client, "veth1"),
+        ] {
+            ns.exec(&["ip", "link", "set", ifname, "up"])?;
+        }
+        for (ns, ifname) in [(&server, SERVER_IF), (&relay, "vethr1"), (&client, "veth1")] {
+            crate::wait_for("a link-local address", Duration::from_secs(10), || {
+                let out = ns.exec(&["ip", "-6", "addr", "show", "dev", ifname, "scope", "link"])?;
+                Ok((out.contains("fe80") && !out.contains("tentative")).then_some(()))
+            })?;
+        }
+        server.exec(&[
+            "ip",
+            "-6",
+            "route",
+            "add",
+            "2001:db8:1::/64",
+            "via",
+            "2001:db8::2",
+        ])?;
+        let dir = tempfile::tempdir()?;
+        let mut cmd = server.command("dnsmasq");
+        cmd.args([
+            "--no-daemon",
+            "--conf-file=/dev/null",
+            "--interface=veth0",
+            "--bind-interfaces",
+            "--port=0",
+            "--dhcp-range=2001:db8:1::100,2001:db8:1::1ff,64,2m",
+            "--log-dhcp",
+        ])
+        .arg(format!(
+            "--dhcp-leasefile={}",
+            dir.path().join("dnsmasq.leases").display()
+        ))
+        .arg(format!("--pid-file={}", dir.path().join("dnsmasq.pid").display()))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("dnsmasq.log"))?);
+        let dnsmasq = ChildGuard::spawn("dnsmasq", &mut cmd)?;
+        let mut cmd = relay.command("dnsmasq");
+        cmd.args([
+            "--no-daemon",
+            "--conf-file=/dev/null",
+            "--interface=vethr1",
+            "--interface=vethr0",
+            "--port=0",
+            "--dhcp-relay=2001:db8:1::1,2001:db8::1",
+            "--log-dhcp",
+        ])
+        .arg(format!("--pid-file={}", dir.path().join("relay.pid").display()))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("relay.log"))?);
+        let relay_dnsmasq = ChildGuard::spawn("dnsmasq relay", &mut cmd)?;
+        std::fs::write(
+            dir.path().join("dhclient.conf"),
+            "timeout 4;\ninitial-interval 1;\n",
+        )?;
+        Ok(DhcpLab {
+            server,
+            client,
+            dir,
+            _dnsmasq: dnsmasq,
+            _relay: Some((relay, relay_dnsmasq)),
+        })
+    }
+
     /// The server dnsmasq's log (which shows relayed requests).
     pub fn server_log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("dnsmasq.log")).unwrap_or_default()
