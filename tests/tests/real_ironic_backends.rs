@@ -125,8 +125,10 @@ async fn allow_mode_through_the_iptables_backend() -> anyhow::Result<()> {
     let filtered = async |mac: &str| -> anyhow::Result<bool> {
         let saved = server.exec(&["iptables-nft-save", "-t", "filter"])?;
         assert!(saved.contains("ironic-discoverd:allow"), "{saved}");
-        Ok(!saved.contains(&format!("--mac-source {} -j RETURN", mac.to_uppercase()))
-            && !saved.contains(&format!("--mac-source {mac} -j RETURN")))
+        Ok(
+            !saved.contains(&format!("--mac-source {} -j RETURN", mac.to_uppercase()))
+                && !saved.contains(&format!("--mac-source {mac} -j RETURN")),
+        )
     };
     introspect_node_0(&stack, &lab, &nodes, &uuids, &filtered).await?;
     // The idle node was never let through.
@@ -144,13 +146,9 @@ async fn deny_mode_through_the_dnsmasq_hostsdir_backend() -> anyhow::Result<()> 
     std::fs::set_permissions(top.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
     let dir: PathBuf = top.path().join("hosts");
     std::fs::create_dir(&dir)?;
-    let nobody = nix::unistd::User::from_name("nobody")?
-        .ok_or_else(|| anyhow::anyhow!("no user nobody"))?;
+    let nobody = nix::unistd::User::from_name("nobody")?.ok_or_else(|| anyhow::anyhow!("no user nobody"))?;
     nix::unistd::chown(&dir, Some(nobody.uid), Some(nobody.gid))?;
-    let lab = DhcpLab::with_dnsmasq_args(
-        &nodes[0].0,
-        &[format!("--dhcp-hostsdir={}", dir.display())],
-    )?;
+    let lab = DhcpLab::with_dnsmasq_args(&nodes[0].0, &[format!("--dhcp-hostsdir={}", dir.display())])?;
     let stack = Stack::with_helper_config(
         &url,
         &lab.server,
