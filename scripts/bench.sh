@@ -2,7 +2,7 @@
 # Every benchmark of BENCHMARKS.md in one command (as root; not part of the
 # test suite):
 #   scripts/bench.sh                  # all of them
-#   scripts/bench.sh pace flood       # some: sync defence api pace
+#   scripts/bench.sh pace flood       # some: sync defence filter_cost api pace
 #                                     # ironic_faults flood rules postgres
 # Installs the system packages (wrk among them), builds the Ironic and
 # ironic-inspector venvs, starts a real standalone Ironic 39 and a real
@@ -24,7 +24,7 @@ scripts/setup-system.sh
 step "Python venvs (Ironic 39, ironic-inspector 12.5)"
 scripts/pyenv.sh ironic inspector
 
-all="sync defence api pace ironic_faults flood rules postgres"
+all="sync defence filter_cost api pace ironic_faults flood rules postgres"
 wanted=${*:-$all}
 for b in $wanted; do
   case " $all " in *" $b "*) ;; *) echo "unknown benchmark $b (known: $all)" >&2; exit 2 ;; esac
@@ -74,6 +74,7 @@ bench() {
 }
 bench ironic-discoverd-fw-helper sync
 bench ironic-discoverd-fw-helper defence
+bench ironic-discoverd-fw-helper filter_cost
 bench ironic-discoverd api
 bench ironic-discoverd pace
 bench ironic-discoverd ironic_faults

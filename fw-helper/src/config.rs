@@ -76,13 +76,45 @@ pub fn resolve_gid(v: &str) -> Result<Gid, String> {
 fn backend(s: &Section<'_>, value: &str) -> Result<BackendKind, ConfigError> {
     match value {
         "nftables" => Ok(BackendKind::Nftables {
-            match_chaddr: s.boolean("match_chaddr", true)?,
+            matching: crate::backend::nft::Matching {
+                chaddr: s.boolean("match_chaddr", true)?,
+                dhcpv6: s.boolean("match_dhcpv6", true)?,
+            },
         }),
-        "iptables" => Ok(BackendKind::Iptables {
-            restore: s.string_or("iptables_restore", "iptables-nft-restore"),
-        }),
+        "iptables" => {
+            // It matches the Ethernet source of DHCPv4 only: asking it for
+            // more is an error, not a silent hole.
+            for (key, what) in [
+                (
+                    "match_chaddr",
+                    "relayed DHCP (the client's MAC inside the request)",
+                ),
+                ("match_dhcpv6", "DHCPv6"),
+            ] {
+                if s.boolean(key, false)? {
+                    return Err(s.bad_value(
+                        key,
+                        s.raw(key).unwrap_or("true"),
+                        format!("the iptables backend cannot filter {what}; use backend = nftables"),
+                    ));
+                }
+            }
+            Ok(BackendKind::Iptables {
+                restore: s.string_or("iptables_restore", "iptables-nft-restore"),
+            })
+        }
+        "dnsmasq" => match s.string("dnsmasq_hostsdir").filter(|p| !p.is_empty()) {
+            Some(p) => Ok(BackendKind::Dnsmasq {
+                hostsdir: PathBuf::from(p),
+            }),
+            None => Err(s.bad_value(
+                "backend",
+                value,
+                "the dnsmasq backend needs dnsmasq_hostsdir (the directory dnsmasq's --dhcp-hostsdir names)",
+            )),
+        },
         "none" => Ok(BackendKind::None),
-        other => Err(s.bad_value("backend", other, "expected nftables, iptables or none")),
+        other => Err(s.bad_value("backend", other, "expected nftables, iptables, dnsmasq or none")),
     }
 }
 
@@ -162,6 +194,8 @@ impl HelperConfig {
         // iptables_restore is only read for the iptables backend.
         let _ = s.raw("iptables_restore");
         let _ = s.raw("match_chaddr");
+        let _ = s.raw("dnsmasq_hostsdir");
+        let _ = s.raw("match_dhcpv6");
         s.reject_unknown(&[])?;
         Ok(cfg)
     }
@@ -196,7 +230,12 @@ mod tests {
         )?;
         assert_eq!(c.socket_path, PathBuf::from(DEFAULT_SOCKET));
         assert_eq!(c.socket_mode, 0o660);
-        assert_eq!(c.backend, BackendKind::Nftables { match_chaddr: true });
+        assert_eq!(
+            c.backend,
+            BackendKind::Nftables {
+                matching: Default::default()
+            }
+        );
         assert_eq!(c.allowed_uid, Uid::from_raw(4321));
         assert_eq!(c.user, "nobody");
         assert_eq!(c.interfaces.len(), 1);
@@ -217,6 +256,9 @@ mod tests {
         assert_eq!(c.interfaces.len(), 2);
         for bad in [
             "backend = pf",
+            "backend = dnsmasq",
+            "backend = iptables\nmatch_dhcpv6 = true",
+            "backend = iptables\nmatch_chaddr = yes",
             "socket_mode = 999",
             "interfaces = a/b",
             "allowed_gid = no-such-group-xyz",
@@ -228,6 +270,28 @@ mod tests {
             );
             assert!(r.is_err(), "{bad}");
         }
+        Ok(())
+    }
+
+    #[test]
+    fn the_dnsmasq_backend_needs_its_directory() -> Result<(), ConfigError> {
+        let c = load(
+            "[fw_helper]\nallowed_uid = 0\nbackend = dnsmasq\ndnsmasq_hostsdir = /var/lib/dnsmasq/hosts\n",
+            &Overrides::default(),
+        )?;
+        assert_eq!(
+            c.backend,
+            BackendKind::Dnsmasq {
+                hostsdir: PathBuf::from("/var/lib/dnsmasq/hosts")
+            }
+        );
+        let e = load(
+            "[fw_helper]\nallowed_uid = 0\nbackend = dnsmasq\n",
+            &Overrides::default(),
+        )
+        .map(|_| ())
+        .map_err(|e| e.to_string());
+        assert!(matches!(&e, Err(m) if m.contains("dnsmasq_hostsdir")), "{e:?}");
         Ok(())
     }
 
@@ -258,7 +322,12 @@ mod tests {
         assert_eq!(c, load("[fw_helper]\n", &o)?);
         assert_eq!(c.socket_path, PathBuf::from(DEFAULT_SOCKET));
         assert_eq!(c.socket_mode, 0o660);
-        assert_eq!(c.backend, BackendKind::Nftables { match_chaddr: true });
+        assert_eq!(
+            c.backend,
+            BackendKind::Nftables {
+                matching: Default::default()
+            }
+        );
         assert_eq!(c.user, "nobody");
         assert!(!c.teardown_on_stop && !c.allow_extra_capabilities && !c.debug && !c.json_logs);
         Ok(())

@@ -34,17 +34,33 @@ pub fn run(cfg: HelperConfig) -> anyhow::Result<()> {
         .map(state::StateFile::open)
         .transpose()
         .context("failed to open the state file")?;
-    // 2. Privileges: only CAP_NET_ADMIN from here on.
-    let ambient = matches!(cfg.backend, BackendKind::Iptables { .. });
+    // 2. Privileges: only CAP_NET_ADMIN from here on, or nothing at all
+    //    for the dnsmasq backend (it writes files).
+    let keep = match cfg.backend {
+        BackendKind::Iptables { .. } => privileges::Keep::NetAdminAmbient,
+        ref b if !b.needs_net_admin() => privileges::Keep::Nothing,
+        _ => privileges::Keep::NetAdmin,
+    };
     let kept = if nix::unistd::Uid::effective().is_root() {
-        privileges::drop_root(&cfg.user, ambient).context("failed to drop privileges")?
+        privileges::drop_root(&cfg.user, keep).context("failed to drop privileges")?
     } else {
-        privileges::check_unprivileged(cfg.allow_extra_capabilities, ambient)
+        privileges::check_unprivileged(cfg.allow_extra_capabilities, keep)
             .context("failed to check privileges")?
     };
     tracing::info!(uid = %kept.uid, gid = %kept.gid, effective = ?kept.effective, ambient = kept.ambient, no_new_privs = true, "privileges dropped");
-    // 3. The filter, starting from what the kernel holds.
-    let filter = Filter::new(cfg.backend.build(), cfg.interfaces.iter().cloned(), state_file);
+    // 3. The filter, starting from what the kernel (or the hostsdir)
+    //    holds. Built after the drop: the hostsdir must be writable by the
+    //    user the helper runs as.
+    let backend = cfg
+        .backend
+        .build()
+        .context("failed to set up the filter backend")?;
+    if matches!(cfg.backend, BackendKind::Iptables { .. }) {
+        tracing::warn!(
+            "the iptables backend filters DHCPv4 from directly attached clients only: relayed DHCPv4 and all DHCPv6 pass it unfiltered (backend = nftables filters both)"
+        );
+    }
+    let filter = Filter::new(backend, cfg.interfaces.iter().cloned(), state_file);
     let shared = server::Shared::new(
         filter,
         AllowedPeer {

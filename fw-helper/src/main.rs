@@ -27,7 +27,7 @@ struct Args {
     /// Unix socket to listen on (or to connect to, with `ctl`).
     #[arg(long, value_name = "PATH", global = true)]
     socket: Option<PathBuf>,
-    /// Filter backend: nftables, iptables or none.
+    /// Filter backend: nftables, iptables, dnsmasq or none.
     #[arg(long, value_name = "NAME")]
     backend: Option<String>,
     /// The only user (name or uid) allowed to connect: the daemon's.

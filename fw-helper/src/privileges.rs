@@ -7,11 +7,40 @@
 //! effective to {NET_ADMIN}, clear inheritable and ambient, forbid new
 //! privileges. Started without root (systemd `AmbientCapabilities=`), it
 //! checks that it has CAP_NET_ADMIN and refuses to run with more.
+//!
+//! The dnsmasq backend only writes files in a directory the helper's user
+//! owns: with it the helper keeps no capability at all ([`Keep::Nothing`]).
 
 use std::collections::HashSet;
 
 use caps::{CapSet, Capability, CapsHashSet};
 use nix::unistd::{Gid, Uid, User};
+
+/// What the helper keeps after the drop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// CAP_NET_ADMIN, permitted and effective (the nftables backend).
+    NetAdmin,
+    /// CAP_NET_ADMIN, also inheritable and ambient, so that the programs
+    /// the iptables backend runs have it.
+    NetAdminAmbient,
+    /// No capability (the dnsmasq backend).
+    Nothing,
+}
+
+impl Keep {
+    fn net_admin(self) -> bool {
+        self != Keep::Nothing
+    }
+
+    fn kept(self) -> CapsHashSet {
+        if self.net_admin() {
+            only_net_admin()
+        } else {
+            HashSet::new()
+        }
+    }
+}
 
 /// What the process kept, for the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,7 +87,7 @@ pub enum PrivilegeError {
     )]
     MissingNetAdmin,
     #[error(
-        "running with capabilities beyond CAP_NET_ADMIN ({0}); drop them (CapabilityBoundingSet=CAP_NET_ADMIN) or set allow_extra_capabilities = true"
+        "running with capabilities this backend does not need ({0}); drop them (CapabilityBoundingSet=, CAP_NET_ADMIN for a kernel backend) or set allow_extra_capabilities = true"
     )]
     TooMany(String),
 }
@@ -79,10 +108,9 @@ fn caps_step(set: &'static str) -> impl FnOnce(caps::errors::CapsError) -> Privi
     move |source| PrivilegeError::Caps { set, source }
 }
 
-/// Drops from root to `user`, keeping only CAP_NET_ADMIN. With
-/// `ambient`, CAP_NET_ADMIN is also made inheritable and ambient, so that
-/// child processes (the iptables backend's `iptables-nft-restore`) keep it.
-pub fn drop_root(user: &str, ambient: bool) -> Result<Kept, PrivilegeError> {
+/// Drops from root to `user`, keeping only what `keep` says.
+pub fn drop_root(user: &str, keep: Keep) -> Result<Kept, PrivilegeError> {
+    let ambient = keep == Keep::NetAdminAmbient;
     let target = match user.parse::<u32>() {
         Ok(n) => (Uid::from_raw(n), Gid::from_raw(n)),
         Err(_) => match User::from_name(user) {
@@ -106,7 +134,7 @@ pub fn drop_root(user: &str, ambient: bool) -> Result<Kept, PrivilegeError> {
     nix::sys::prctl::set_keepcaps(true).map_err(PrivilegeError::KeepCaps)?;
     // 2. Shrink the bounding set while CAP_SETPCAP is still effective.
     for cap in caps::runtime::thread_all_supported() {
-        if cap != Capability::CAP_NET_ADMIN {
+        if !(keep.net_admin() && cap == Capability::CAP_NET_ADMIN) {
             caps::drop(None, CapSet::Bounding, cap).map_err(PrivilegeError::Bounding)?;
         }
     }
@@ -114,9 +142,9 @@ pub fn drop_root(user: &str, ambient: bool) -> Result<Kept, PrivilegeError> {
     nix::unistd::setgroups(&[]).map_err(PrivilegeError::Groups)?;
     nix::unistd::setresgid(gid, gid, gid).map_err(|source| PrivilegeError::SetGid { gid, source })?;
     nix::unistd::setresuid(uid, uid, uid).map_err(|source| PrivilegeError::SetUid { uid, source })?;
-    // 4. Exactly NET_ADMIN, permitted and effective.
-    caps::set(None, CapSet::Permitted, &only_net_admin()).map_err(caps_step("permitted"))?;
-    caps::set(None, CapSet::Effective, &only_net_admin()).map_err(caps_step("effective"))?;
+    // 4. Exactly NET_ADMIN (or nothing), permitted and effective.
+    caps::set(None, CapSet::Effective, &keep.kept()).map_err(caps_step("effective"))?;
+    caps::set(None, CapSet::Permitted, &keep.kept()).map_err(caps_step("permitted"))?;
     // 5. Nothing inherited by children, unless the backend runs programs.
     if ambient {
         caps::set(None, CapSet::Inheritable, &only_net_admin()).map_err(caps_step("inheritable"))?;
@@ -128,20 +156,22 @@ pub fn drop_root(user: &str, ambient: bool) -> Result<Kept, PrivilegeError> {
     nix::sys::prctl::set_keepcaps(false).map_err(PrivilegeError::KeepCaps)?;
     // 6. No way back up through setuid binaries or file capabilities.
     nix::sys::prctl::set_no_new_privs().map_err(PrivilegeError::NoNewPrivs)?;
-    verify(false)?;
+    verify(false, keep.net_admin())?;
     current(ambient)
 }
 
 /// What the process holds after the drop or the check: CAP_NET_ADMIN
-/// effective, and (unless `allow_extra`) nothing else effective, permitted
-/// or ambient. Run at start, whichever way the helper was started.
-pub fn verify(allow_extra: bool) -> Result<(), PrivilegeError> {
+/// effective when `net_admin`, and (unless `allow_extra`) nothing else
+/// effective, permitted or ambient. Run at start, whichever way the helper
+/// was started.
+pub fn verify(allow_extra: bool, net_admin: bool) -> Result<(), PrivilegeError> {
     let read = |set, name| caps::read(None, set).map_err(caps_step(name));
     judge(
         &read(CapSet::Effective, "effective")?,
         &read(CapSet::Permitted, "permitted")?,
         &read(CapSet::Ambient, "ambient")?,
         allow_extra,
+        net_admin,
     )
 }
 
@@ -151,15 +181,16 @@ pub fn judge(
     permitted: &CapsHashSet,
     ambient: &CapsHashSet,
     allow_extra: bool,
+    net_admin: bool,
 ) -> Result<(), PrivilegeError> {
-    if !effective.contains(&Capability::CAP_NET_ADMIN) {
+    if net_admin && !effective.contains(&Capability::CAP_NET_ADMIN) {
         return Err(PrivilegeError::MissingNetAdmin);
     }
     let extra: CapsHashSet = effective
         .iter()
         .chain(permitted)
         .chain(ambient)
-        .filter(|c| **c != Capability::CAP_NET_ADMIN)
+        .filter(|c| !(net_admin && **c == Capability::CAP_NET_ADMIN))
         .copied()
         .collect();
     if !extra.is_empty() && !allow_extra {
@@ -168,10 +199,12 @@ pub fn judge(
     Ok(())
 }
 
-/// For a helper started unprivileged: checks it has CAP_NET_ADMIN and,
-/// unless `allow_extra`, nothing more; then sets no_new_privs.
-pub fn check_unprivileged(allow_extra: bool, ambient: bool) -> Result<Kept, PrivilegeError> {
-    verify(allow_extra)?;
+/// For a helper started unprivileged: checks it has CAP_NET_ADMIN (when
+/// `keep` needs it) and, unless `allow_extra`, nothing more; then sets
+/// no_new_privs.
+pub fn check_unprivileged(allow_extra: bool, keep: Keep) -> Result<Kept, PrivilegeError> {
+    let ambient = keep == Keep::NetAdminAmbient;
+    verify(allow_extra, keep.net_admin())?;
     if ambient {
         // Children need NET_ADMIN ambient; systemd's AmbientCapabilities=
         // already put it there, raise it in case we were started otherwise.
@@ -204,18 +237,34 @@ mod tests {
     fn net_admin_alone_passes_anything_more_anywhere_or_less_does_not() {
         let na = set(&[Capability::CAP_NET_ADMIN]);
         let empty = set(&[]);
-        assert!(judge(&na, &na, &empty, false).is_ok());
-        assert!(judge(&na, &na, &na, false).is_ok());
+        assert!(judge(&na, &na, &empty, false, true).is_ok());
+        assert!(judge(&na, &na, &na, false, true).is_ok());
         assert!(matches!(
-            judge(&empty, &na, &empty, false),
+            judge(&empty, &na, &empty, false, true),
             Err(PrivilegeError::MissingNetAdmin)
         ));
         let more = set(&[Capability::CAP_NET_ADMIN, Capability::CAP_SYS_ADMIN]);
         for (e, p, a) in [(&more, &na, &empty), (&na, &more, &empty), (&na, &na, &more)] {
             assert!(
-                matches!(judge(e, p, a, false), Err(PrivilegeError::TooMany(m)) if m.contains("CAP_SYS_ADMIN"))
+                matches!(judge(e, p, a, false, true), Err(PrivilegeError::TooMany(m)) if m.contains("CAP_SYS_ADMIN"))
             );
-            assert!(judge(e, p, a, true).is_ok());
+            assert!(judge(e, p, a, true, true).is_ok());
+        }
+    }
+
+    #[test]
+    fn without_net_admin_needed_any_capability_is_extra() {
+        let na = set(&[Capability::CAP_NET_ADMIN]);
+        let empty = set(&[]);
+        assert!(judge(&empty, &empty, &empty, false, false).is_ok());
+        for (e, p, a) in [
+            (&na, &empty, &empty),
+            (&empty, &na, &empty),
+            (&empty, &empty, &na),
+        ] {
+            assert!(
+                matches!(judge(e, p, a, false, false), Err(PrivilegeError::TooMany(m)) if m.contains("CAP_NET_ADMIN"))
+            );
         }
     }
 }

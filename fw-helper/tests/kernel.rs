@@ -20,6 +20,41 @@ macro_rules! privileged {
     };
 }
 
+/// The DHCPv6 rules of one interface: the Ethernet source; the RFC 6939
+/// option first in a Relay-Forward (0x004f00080001: option 79, length 8,
+/// type 1); a Relay Message first whose client message starts with a
+/// Client Identifier holding a DUID-LL (0x0001000a00030001) or a DUID-LLT
+/// (0x0001000e00010001).
+fn dhcpv6_rules(i: &str, set: &str, verdict: &str) -> Vec<Vec<String>> {
+    let rule = |parts: &[&str]| -> Vec<String> {
+        [format!("iifname={i}"), "udp dport=547".into()]
+            .into_iter()
+            .chain(parts.iter().map(|p| (*p).to_owned()))
+            .chain(["counter".to_owned(), verdict.to_owned()])
+            .collect()
+    };
+    vec![
+        rule(&[&format!("ether saddr@{set}")]),
+        rule(&[
+            "@th,64,8=12",
+            &format!("@th,336,48={}", 0x004f_0008_0001u64),
+            &format!("@th,384,48@{set}"),
+        ]),
+        rule(&[
+            "@th,64,8=12",
+            "@th,336,16=9",
+            &format!("@th,400,64={}", 0x0001_000a_0003_0001u64),
+            &format!("@th,464,48@{set}"),
+        ]),
+        rule(&[
+            "@th,64,8=12",
+            "@th,336,16=9",
+            &format!("@th,400,64={}", 0x0001_000e_0001_0001u64),
+            &format!("@th,496,48@{set}"),
+        ]),
+    ]
+}
+
 #[tokio::test]
 async fn deny_mode_sync_reads_back_exactly_at_0_1_and_2049_macs() -> anyhow::Result<()> {
     privileged!("deny_mode_sync");
@@ -55,6 +90,9 @@ async fn deny_mode_sync_reads_back_exactly_at_0_1_and_2049_macs() -> anyhow::Res
                 "drop".into()
             ]
         ]
+        .into_iter()
+        .chain(dhcpv6_rules("veth0", "denied", "drop"))
+        .collect::<Vec<_>>()
     );
     // A re-sync with a different set replaces it exactly.
     let other = macs(5000..5010);
@@ -129,6 +167,15 @@ async fn allow_mode_on_two_interfaces() -> anyhow::Result<()> {
                 "drop".into(),
             ],
         ]
+        .into_iter()
+        .chain(dhcpv6_rules(i, "allowed", "accept"))
+        .chain([vec![
+            format!("iifname={i}"),
+            "udp dport=547".into(),
+            "counter".into(),
+            "drop".into(),
+        ]])
+        .collect::<Vec<_>>()
     };
     let mut want_rules = expect("br0");
     want_rules.extend(expect("veth0"));

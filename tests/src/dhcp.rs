@@ -24,6 +24,28 @@ pub struct DhcpLab {
 impl DhcpLab {
     /// Builds the lab; the client's NIC gets `client_mac`.
     pub fn new(client_mac: &str) -> anyhow::Result<Self> {
+        Self::with_dnsmasq_args(client_mac, &[])
+    }
+
+    /// The same, with `extra` arguments for the server's dnsmasq (e.g.
+    /// `--dhcp-hostsdir=DIR`).
+    pub fn with_dnsmasq_args(client_mac: &str, extra: &[String]) -> anyhow::Result<Self> {
+        Self::build(client_mac, extra, false)
+    }
+
+    /// The same lab with DHCPv6 too: the server's `veth0` also has
+    /// 2001:db8::1/64 and its dnsmasq a DHCPv6 range; duplicate address
+    /// detection is off on both ends so that link-local addresses work at
+    /// once. Use [`DhcpLab::try_lease6`].
+    pub fn dual_stack(client_mac: &str) -> anyhow::Result<Self> {
+        Self::build(
+            client_mac,
+            &["--dhcp-range=2001:db8::100,2001:db8::1ff,64,2m".to_owned()],
+            true,
+        )
+    }
+
+    fn build(client_mac: &str, extra: &[String], ipv6: bool) -> anyhow::Result<Self> {
         let server = Netns::new("dhcps")?;
         let client = Netns::new("dhcpc")?;
         server.exec(&[
@@ -40,9 +62,23 @@ impl DhcpLab {
             client.name(),
         ])?;
         server.exec(&["ip", "addr", "add", "192.0.2.1/24", "dev", SERVER_IF])?;
+        if ipv6 {
+            server.exec(&["sysctl", "-qw", "net.ipv6.conf.veth0.accept_dad=0"])?;
+            client.exec(&["sysctl", "-qw", "net.ipv6.conf.veth1.accept_dad=0"])?;
+            server.exec(&["ip", "addr", "add", "2001:db8::1/64", "dev", SERVER_IF, "nodad"])?;
+        }
         server.exec(&["ip", "link", "set", SERVER_IF, "up"])?;
         client.exec(&["ip", "link", "set", "veth1", "address", client_mac])?;
         client.exec(&["ip", "link", "set", "veth1", "up"])?;
+        if ipv6 {
+            // dhclient -6 and dnsmasq need usable link-local addresses.
+            for (ns, ifname) in [(&server, SERVER_IF), (&client, "veth1")] {
+                crate::wait_for("a link-local address", Duration::from_secs(10), || {
+                    let out = ns.exec(&["ip", "-6", "addr", "show", "dev", ifname, "scope", "link"])?;
+                    Ok((out.contains("fe80") && !out.contains("tentative")).then_some(()))
+                })?;
+            }
+        }
         let dir = tempfile::tempdir()?;
         let mut cmd = server.command("dnsmasq");
         cmd.args([
@@ -55,6 +91,7 @@ impl DhcpLab {
             "--dhcp-range=192.0.2.100,192.0.2.150,2m",
             "--log-dhcp",
         ])
+        .args(extra)
         .arg(format!(
             "--dhcp-leasefile={}",
             dir.path().join("dnsmasq.leases").display()
@@ -168,6 +205,122 @@ impl DhcpLab {
         })
     }
 
+    /// DHCPv6 through a relay: the client (`veth1`, 2001:db8:1::/64) sits
+    /// behind a relay namespace whose dnsmasq (`--dhcp-relay`) forwards its
+    /// requests as Relay-Forward messages from 2001:db8::2 to the server's
+    /// 2001:db8::1. dnsmasq's relay puts the client's MAC (RFC 6939) first
+    /// when it knows it. Use [`DhcpLab::try_lease6`].
+    pub fn relayed6(client_mac: &str) -> anyhow::Result<Self> {
+        let server = Netns::new("dhcps")?;
+        let relay = Netns::new("dhcpr")?;
+        let client = Netns::new("dhcpc")?;
+        server.exec(&[
+            "ip",
+            "link",
+            "add",
+            SERVER_IF,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "vethr0",
+            "netns",
+            relay.name(),
+        ])?;
+        relay.exec(&[
+            "ip",
+            "link",
+            "add",
+            "vethr1",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "veth1",
+            "netns",
+            client.name(),
+        ])?;
+        for (ns, ifname, addr) in [
+            (&server, SERVER_IF, Some("2001:db8::1/64")),
+            (&relay, "vethr0", Some("2001:db8::2/64")),
+            (&relay, "vethr1", Some("2001:db8:1::1/64")),
+            (&client, "veth1", None),
+        ] {
+            ns.exec(&["sysctl", "-qw", &format!("net.ipv6.conf.{ifname}.accept_dad=0")])?;
+            if let Some(a) = addr {
+                ns.exec(&["ip", "addr", "add", a, "dev", ifname, "nodad"])?;
+            }
+        }
+        client.exec(&["ip", "link", "set", "veth1", "address", client_mac])?;
+        for (ns, ifname) in [
+            (&server, SERVER_IF),
+            (&relay, "vethr0"),
+            (&relay, "vethr1"),
+            (&client, "veth1"),
+        ] {
+            ns.exec(&["ip", "link", "set", ifname, "up"])?;
+        }
+        for (ns, ifname) in [(&server, SERVER_IF), (&relay, "vethr1"), (&client, "veth1")] {
+            crate::wait_for("a link-local address", Duration::from_secs(10), || {
+                let out = ns.exec(&["ip", "-6", "addr", "show", "dev", ifname, "scope", "link"])?;
+                Ok((out.contains("fe80") && !out.contains("tentative")).then_some(()))
+            })?;
+        }
+        server.exec(&[
+            "ip",
+            "-6",
+            "route",
+            "add",
+            "2001:db8:1::/64",
+            "via",
+            "2001:db8::2",
+        ])?;
+        let dir = tempfile::tempdir()?;
+        let mut cmd = server.command("dnsmasq");
+        cmd.args([
+            "--no-daemon",
+            "--conf-file=/dev/null",
+            "--interface=veth0",
+            "--bind-interfaces",
+            "--port=0",
+            "--dhcp-range=2001:db8:1::100,2001:db8:1::1ff,64,2m",
+            "--log-dhcp",
+        ])
+        .arg(format!(
+            "--dhcp-leasefile={}",
+            dir.path().join("dnsmasq.leases").display()
+        ))
+        .arg(format!("--pid-file={}", dir.path().join("dnsmasq.pid").display()))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("dnsmasq.log"))?);
+        let dnsmasq = ChildGuard::spawn("dnsmasq", &mut cmd)?;
+        let mut cmd = relay.command("dnsmasq");
+        cmd.args([
+            "--no-daemon",
+            "--conf-file=/dev/null",
+            "--interface=vethr1",
+            "--interface=vethr0",
+            "--port=0",
+            "--dhcp-relay=2001:db8:1::1,2001:db8::1",
+            "--log-dhcp",
+        ])
+        .arg(format!("--pid-file={}", dir.path().join("relay.pid").display()))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("relay.log"))?);
+        let relay_dnsmasq = ChildGuard::spawn("dnsmasq relay", &mut cmd)?;
+        std::fs::write(
+            dir.path().join("dhclient.conf"),
+            "timeout 4;\ninitial-interval 1;\n",
+        )?;
+        Ok(DhcpLab {
+            server,
+            client,
+            dir,
+            _dnsmasq: dnsmasq,
+            _relay: Some((relay, relay_dnsmasq)),
+        })
+    }
+
     /// The server dnsmasq's log (which shows relayed requests).
     pub fn server_log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("dnsmasq.log")).unwrap_or_default()
@@ -177,10 +330,21 @@ impl DhcpLab {
     /// `-sf /bin/true`: dhclient-script must never touch the host's
     /// resolv.conf (the namespaces share the host's filesystem).
     pub fn try_lease(&self, limit: Duration) -> anyhow::Result<bool> {
+        self.try_dhclient(limit, &["-4"], "fixed-address")
+    }
+
+    /// The same with `dhclient -6` (a [`DhcpLab::dual_stack`] lab): true
+    /// if it got a DHCPv6 address within `limit`.
+    pub fn try_lease6(&self, limit: Duration) -> anyhow::Result<bool> {
+        self.try_dhclient(limit, &["-6"], "iaaddr")
+    }
+
+    fn try_dhclient(&self, limit: Duration, family: &[&str], leased: &str) -> anyhow::Result<bool> {
         let lf = self.dir.path().join("dhclient.leases");
         let _ = std::fs::remove_file(&lf);
         let mut cmd = self.client.command("dhclient");
-        cmd.args(["-1", "-d", "-v", "-sf", "/bin/true"])
+        cmd.args(family)
+            .args(["-1", "-d", "-v", "-sf", "/bin/true"])
             .arg("-cf")
             .arg(self.dir.path().join("dhclient.conf"))
             .arg("-lf")
@@ -193,7 +357,7 @@ impl DhcpLab {
         let mut dhclient = ChildGuard::spawn("dhclient", &mut cmd)?;
         let deadline = Instant::now() + limit;
         loop {
-            if std::fs::read_to_string(&lf).is_ok_and(|t| t.contains("fixed-address")) {
+            if std::fs::read_to_string(&lf).is_ok_and(|t| t.contains(leased)) {
                 return Ok(true);
             }
             if !dhclient.alive() || Instant::now() > deadline {

@@ -31,6 +31,17 @@ impl Stack {
     /// Writes the config (the daemon's `[discoverd]` lines in `extra`
     /// are appended) and starts the helper in `ns`, filtering `iface`.
     pub fn new(ironic_url: &str, ns: &Netns, iface: &str, extra: &str) -> anyhow::Result<Self> {
+        Self::with_helper_config(ironic_url, ns, iface, extra, "")
+    }
+
+    /// The same, with `helper_extra` lines in `[fw_helper]` (a backend).
+    pub fn with_helper_config(
+        ironic_url: &str,
+        ns: &Netns,
+        iface: &str,
+        extra: &str,
+        helper_extra: &str,
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
         let db = dir.path().join("db");
@@ -46,7 +57,7 @@ impl Stack {
                 "[discoverd]\ndatabase = {db}/discoverd.sqlite\nauth_strategy = noauth\nironic_url = {ironic_url}\n\
 listen_address = 127.0.0.1\nlisten_port = {port}\ndnsmasq_interface = {iface}\n\
 firewall_helper_socket = {sock}\nfirewall_update_period = 1\nironic_retry_period = 0.2\n{extra}\n\
-[fw_helper]\nsocket_path = {sock}\nsocket_group = {DAEMON_ID}\nallowed_uid = {DAEMON_ID}\nuser = nobody\ninterfaces = {iface}\n",
+[fw_helper]\nsocket_path = {sock}\nsocket_group = {DAEMON_ID}\nallowed_uid = {DAEMON_ID}\nuser = nobody\ninterfaces = {iface}\n{helper_extra}\n",
                 db = db.display(),
                 sock = sock.display(),
             ),

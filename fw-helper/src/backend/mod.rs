@@ -4,6 +4,8 @@
 //! Compute, then apply: each backend builds its whole change with a pure
 //! function and hands the kernel one atomic transaction.
 
+pub mod dhcpv6;
+pub mod hostsdir;
 pub mod iptables;
 pub mod netlink;
 pub mod nft;
@@ -12,6 +14,7 @@ pub mod watch;
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::path::PathBuf;
 
 use common::protocol::{AppliedSummary, ErrorCode, ProtocolError};
 use common::{FilterMode, FilterState, InterfaceName, MacAddr};
@@ -79,11 +82,13 @@ pub enum BackendError {
     Query(String),
     #[error("failed to run {program}: {message}")]
     Command { program: String, message: String },
+    #[error("dnsmasq hostsdir {}: {message}", path.display())]
+    Hostsdir { path: PathBuf, message: String },
 }
 
 /// A way of making the kernel drop DHCP by source MAC.
 pub trait Backend: Send + fmt::Debug {
-    /// `nftables`, `iptables` or `none`.
+    /// `nftables`, `iptables`, `dnsmasq` or `none`.
     fn name(&self) -> &'static str;
     /// Makes the kernel hold `state`, atomically. Returns microseconds spent
     /// in the kernel transaction.
@@ -97,20 +102,35 @@ pub trait Backend: Send + fmt::Debug {
 /// Which backend to build.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BackendKind {
-    Nftables { match_chaddr: bool },
-    Iptables { restore: String },
+    Nftables {
+        matching: nft::Matching,
+    },
+    Iptables {
+        restore: String,
+    },
+    /// A `dhcp-hostsdir` for the operator's dnsmasq; no kernel filter.
+    Dnsmasq {
+        hostsdir: PathBuf,
+    },
     None,
 }
 
 impl BackendKind {
-    pub fn build(&self) -> Box<dyn Backend> {
-        match self {
-            BackendKind::Nftables { match_chaddr } => Box::new(nft::Nftables {
-                match_chaddr: *match_chaddr,
-            }),
+    /// Builds the backend; only the dnsmasq one can fail here (its
+    /// directory is checked and locked at once).
+    pub fn build(&self) -> Result<Box<dyn Backend>, BackendError> {
+        Ok(match self {
+            BackendKind::Nftables { matching } => Box::new(nft::Nftables { matching: *matching }),
             BackendKind::Iptables { restore } => Box::new(iptables::Iptables::new(restore.clone())),
+            BackendKind::Dnsmasq { hostsdir } => Box::new(hostsdir::Hostsdir::open(hostsdir)?),
             BackendKind::None => Box::new(noop::Noop::default()),
-        }
+        })
+    }
+
+    /// Whether the backend needs CAP_NET_ADMIN (the dnsmasq one only
+    /// writes files).
+    pub fn needs_net_admin(&self) -> bool {
+        !matches!(self, BackendKind::Dnsmasq { .. })
     }
 }
 

@@ -23,6 +23,8 @@
 //! the end). They can be turned off (`match_chaddr = false`).
 //! The expressions are the ones `nft` itself emits for that text, so
 //! `nft list` shows the rules as written (shared/spec/nftables.md §3).
+//! With `match_dhcpv6` (the default) each interface also gets the DHCPv6
+//! rules of [`super::dhcpv6`], after the DHCPv4 ones, on the same set.
 
 use std::collections::BTreeSet;
 use std::time::Instant;
@@ -153,8 +155,27 @@ fn add_elements(
     Ok(())
 }
 
+/// What the rules match besides the Ethernet source of DHCPv4.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Matching {
+    /// The client's MAC inside relayed requests (BOOTP `chaddr`; for
+    /// DHCPv6 the RFC 6939 option or a DUID-LL/LLT at a fixed place).
+    pub chaddr: bool,
+    /// DHCPv6 (UDP 547) too.
+    pub dhcpv6: bool,
+}
+
+impl Default for Matching {
+    fn default() -> Self {
+        Matching {
+            chaddr: true,
+            dhcpv6: true,
+        }
+    }
+}
+
 /// `@th,OFFSET*8,LEN*8` into register 1.
-fn transport_payload(offset: u32, len: u32) -> Payload {
+pub(super) fn transport_payload(offset: u32, len: u32) -> Payload {
     Payload::default()
         .with_base(rustables::sys::NFT_PAYLOAD_TRANSPORT_HEADER)
         .with_offset(offset)
@@ -162,7 +183,8 @@ fn transport_payload(offset: u32, len: u32) -> Payload {
         .with_dreg(Register::Reg1)
 }
 
-fn rule_prefix(chain: &Chain, iface: &InterfaceName) -> Result<Rule, BackendError> {
+/// `iifname IF udp dport PORT`.
+pub(super) fn rule_prefix(chain: &Chain, iface: &InterfaceName, port: u16) -> Result<Rule, BackendError> {
     let rule = Rule::new(chain).map_err(|e| BackendError::Build(e.to_string()))?;
     Ok(rule
         .with_expr(Meta::new(MetaType::IifName))
@@ -170,7 +192,7 @@ fn rule_prefix(chain: &Chain, iface: &InterfaceName) -> Result<Rule, BackendErro
         .with_expr(Meta::new(MetaType::L4Proto))
         .with_expr(Cmp::new(CmpOp::Eq, vec![IPPROTO_UDP]))
         .with_expr(HighLevelPayload::Transport(TransportHeaderField::Udp(UDPHeaderField::Dport)).build())
-        .with_expr(Cmp::new(CmpOp::Eq, DHCP_SERVER_PORT.to_be_bytes().to_vec())))
+        .with_expr(Cmp::new(CmpOp::Eq, port.to_be_bytes().to_vec())))
 }
 
 /// Pure: the batch that replaces the whole table with `state`.
@@ -178,7 +200,7 @@ fn rule_prefix(chain: &Chain, iface: &InterfaceName) -> Result<Rule, BackendErro
 /// `NEWTABLE, DELTABLE` first makes the delete safe when nothing exists;
 /// everything after re-creates the table, so the kernel swaps old for new
 /// in one transaction and no half-built filter is ever visible.
-pub fn replace_batch(state: &Applied, match_chaddr: bool) -> Result<PlannedBatch, BackendError> {
+pub fn replace_batch(state: &Applied, matching: Matching) -> Result<PlannedBatch, BackendError> {
     let meta = serde_json::to_vec(&Meta0 {
         mode: state.mode,
         interfaces: state.interfaces.clone(),
@@ -210,7 +232,7 @@ pub fn replace_batch(state: &Applied, match_chaddr: bool) -> Result<PlannedBatch
             FilterMode::Deny => (VerdictKind::Drop, true),
             FilterMode::Allow => (VerdictKind::Accept, true),
         };
-        let rule = rule_prefix(&chain, iface)?
+        let rule = rule_prefix(&chain, iface, DHCP_SERVER_PORT)?
             .with_expr(Meta::new(MetaType::IifType))
             .with_expr(Cmp::new(CmpOp::Eq, ARPHRD_ETHER.to_ne_bytes().to_vec()))
             .with_expr(HighLevelPayload::LinkLayer(LLHeaderField::Saddr).build())
@@ -220,8 +242,8 @@ pub fn replace_batch(state: &Applied, match_chaddr: bool) -> Result<PlannedBatch
         debug_assert!(with_set);
         batch.add(&rule, MsgType::Add);
         objects.push(Object::Rule(iface.clone()));
-        if match_chaddr {
-            let rule = rule_prefix(&chain, iface)?
+        if matching.chaddr {
+            let rule = rule_prefix(&chain, iface, DHCP_SERVER_PORT)?
                 .with_expr(transport_payload(BOOTP_HTYPE_HLEN_AT, 2))
                 .with_expr(Cmp::new(CmpOp::Eq, BOOTP_HTYPE_HLEN_ETHER.to_be_bytes().to_vec()))
                 .with_expr(transport_payload(BOOTP_CHADDR_AT, 6))
@@ -234,11 +256,17 @@ pub fn replace_batch(state: &Applied, match_chaddr: bool) -> Result<PlannedBatch
         if state.mode == FilterMode::Allow {
             // rustables has no inverted lookup, so "everything else" is a
             // second rule after the accept.
-            let rest = rule_prefix(&chain, iface)?
+            let rest = rule_prefix(&chain, iface, DHCP_SERVER_PORT)?
                 .with_expr(Counter::default())
                 .with_expr(Immediate::new_verdict(VerdictKind::Drop));
             batch.add(&rest, MsgType::Add);
             objects.push(Object::Rule(iface.clone()));
+        }
+        if matching.dhcpv6 {
+            for rule in super::dhcpv6::rules(&chain, iface, &lookup, state.mode, matching.chaddr)? {
+                batch.add(&rule, MsgType::Add);
+                objects.push(Object::Rule(iface.clone()));
+            }
         }
     }
     let macs: Vec<MacAddr> = state.macs.iter().copied().collect();
@@ -301,16 +329,9 @@ fn teardown_batch() -> PlannedBatch {
 }
 
 /// The nftables backend.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Nftables {
-    /// Also match the BOOTP `chaddr` (relayed DHCP).
-    pub match_chaddr: bool,
-}
-
-impl Default for Nftables {
-    fn default() -> Self {
-        Nftables { match_chaddr: true }
-    }
+    pub matching: Matching,
 }
 
 impl Nftables {
@@ -353,12 +374,12 @@ impl Backend for Nftables {
                         // The table vanished behind our back (an admin's
                         // `nft flush ruleset`): rebuild it.
                         Err(BackendError::Rejected { .. }) => {
-                            self.send(replace_batch(state, self.match_chaddr)?)?
+                            self.send(replace_batch(state, self.matching)?)?
                         }
                         Err(e) => return Err(e),
                     }
                 } else {
-                    self.send(replace_batch(state, self.match_chaddr)?)?;
+                    self.send(replace_batch(state, self.matching)?)?;
                 }
             }
             Change::Delta { added, removed } => {
@@ -468,6 +489,11 @@ mod tests {
         Ok(())
     }
 
+    const V4_DIRECT: Matching = Matching {
+        chaddr: false,
+        dhcpv6: false,
+    };
+
     fn state(mode: FilterMode, n: u32, ifaces: &[&str]) -> Applied {
         Applied {
             interfaces: ifaces.iter().filter_map(|i| InterfaceName::new(i).ok()).collect(),
@@ -483,7 +509,7 @@ mod tests {
 
     #[test]
     fn replace_batch_has_one_message_per_object_and_chunks_elements() -> Result<(), BackendError> {
-        let plan = replace_batch(&state(FilterMode::Deny, 2049, &["veth0", "br0"]), false)?;
+        let plan = replace_batch(&state(FilterMode::Deny, 2049, &["veth0", "br0"]), V4_DIRECT)?;
         // table add/del/add, chain, set, 2 rules, 2 element chunks
         assert_eq!(plan.objects.len(), 9);
         assert_eq!(
@@ -517,14 +543,20 @@ mod tests {
 
     #[test]
     fn allow_mode_adds_a_catch_all_drop_per_interface() -> Result<(), BackendError> {
-        let plan = replace_batch(&state(FilterMode::Allow, 0, &["veth0"]), false)?;
+        let plan = replace_batch(&state(FilterMode::Allow, 0, &["veth0"]), V4_DIRECT)?;
         let rules = plan
             .objects
             .iter()
             .filter(|o| matches!(o, Object::Rule(_)))
             .count();
         assert_eq!(rules, 2);
-        let plan = replace_batch(&state(FilterMode::Allow, 0, &["veth0"]), true)?;
+        let plan = replace_batch(
+            &state(FilterMode::Allow, 0, &["veth0"]),
+            Matching {
+                chaddr: true,
+                dhcpv6: false,
+            },
+        )?;
         let rules = plan
             .objects
             .iter()
