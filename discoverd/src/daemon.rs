@@ -96,7 +96,7 @@ pub fn firewall_settings(config: &Config) -> FirewallSettings {
 }
 
 /// The node store the `database` option names.
-pub async fn open_store(database: &Database) -> Result<Stores, StoreError> {
+pub async fn open_store(database: &Database, lease_time: Duration) -> Result<Stores, StoreError> {
     Ok(match database {
         Database::Sqlite(path) => {
             let sqlite = Arc::new(SqliteStore::open(path).await?);
@@ -106,7 +106,7 @@ pub async fn open_store(database: &Database) -> Result<Stores, StoreError> {
             }
         }
         Database::Postgres(url) => Stores {
-            nodes: Arc::new(PostgresStore::open(url).await?),
+            nodes: Arc::new(PostgresStore::open_with_lease(url, lease_time).await?),
             rules: None,
         },
     })
@@ -128,7 +128,7 @@ pub async fn run(
 ) -> Result<(), StartupError> {
     let session = Session::from_config(&config)?;
     let auth = Authenticator::from_config(&config, session.clone())?;
-    let stores = open_store(&config.database).await?;
+    let stores = open_store(&config.database, config.lease_time).await?;
     let ironic = ironic_client(&config, session).await?;
     check_ironic(&ironic, &config).await?;
     let firewall = Firewall::new(firewall_settings(&config));
@@ -192,11 +192,14 @@ fn spawn_ready(app: &App, notifier: crate::notify::Notifier) {
 /// carried on; reports that were being processed are failed with the
 /// reason (whether Ironic was fully updated is unknown), never left for
 /// the timeout. On a shared database (several daemons) an unfinished node
-/// may be in another daemon's hands: nothing is touched, the timeout ends
-/// what a dead daemon left.
+/// may be in another daemon's hands: nothing is touched now; what a dead
+/// daemon left is claimed when its lease expires ([`crate::takeover`]).
 pub async fn resume(app: &App) -> Result<(), StartupError> {
     if app.store.shared() {
-        tracing::info!("shared node store: unfinished nodes are left to their daemons and the timeout");
+        tracing::info!(
+            "shared node store: unfinished nodes of daemons that stop renewing their leases are taken over"
+        );
+        crate::takeover::spawn(app);
         return Ok(());
     }
     let aborts = app.introspector.resume_aborts().await?;

@@ -30,6 +30,7 @@ pub mod processing;
 pub mod rules;
 pub mod server;
 pub mod store;
+pub mod takeover;
 pub mod tasks;
 
 pub use config::Config;

@@ -56,7 +56,7 @@ impl TestApp {
         let config = Config::from_ini(&ini)?;
         let session = Session::from_config(&config)?;
         let auth = discoverd::api::auth::Authenticator::from_config(&config, session.clone())?;
-        let stores = daemon::open_store(&config.database).await?;
+        let stores = daemon::open_store(&config.database, config.lease_time).await?;
         let ironic = daemon::ironic_client(&config, session).await?;
         let firewall = Firewall::new(daemon::firewall_settings(&config));
         let (stop, rx) = tokio::sync::watch::channel(false);

@@ -70,6 +70,10 @@ pub struct Config {
     pub listen_port: u16,
     /// The node cache: a SQLite file, or a shared PostgreSQL database.
     pub database: Database,
+    /// On a shared database: how long a daemon holds an in-flight node
+    /// without renewing (renewed every third of it); a dead daemon's
+    /// nodes are taken over this long after it stopped.
+    pub lease_time: Duration,
     /// Hook names in the order they run.
     pub processing_hooks: Vec<String>,
     pub debug: bool,
@@ -193,6 +197,7 @@ impl Config {
             listen_address: s.parsed("listen_address", IpAddr::from([0, 0, 0, 0]))?,
             listen_port: s.parsed("listen_port", 5050u16)?,
             database: database(s)?,
+            lease_time: positive(s, "lease_time", 30.0)?,
             processing_hooks: s.list("processing_hooks", DEFAULT_HOOKS),
             debug: s.boolean("debug", false)?,
             auth_strategy: auth_strategy(s)?,

@@ -61,7 +61,7 @@ impl Introspector {
         Ok(pending.len())
     }
 
-    fn spawn_abort(&self, node: NodeId) {
+    pub(super) fn spawn_abort(&self, node: NodeId) {
         let this = self.clone();
         let span = tracing::info_span!("abort", node = %node);
         self.tasks.spawn(

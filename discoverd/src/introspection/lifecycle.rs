@@ -5,6 +5,7 @@
 //! the metrics count the events.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::domain::{NodeId, State, StateChange, Timestamp, Transition, next};
 use crate::events::EventBus;
@@ -121,12 +122,22 @@ impl Lifecycle {
     /// Ends `node`'s introspection with `outcome`, from whatever state it
     /// is in if the state machine allows it. `Ok(None)`: it had already
     /// ended (or moved somewhere `outcome` cannot follow) and nothing
-    /// changed; a second ending never overwrites the first.
+    /// changed; a second ending never overwrites the first. A database
+    /// that fails (down, restarting) is retried for [`STORE_RETRY`]: the
+    /// flows calling this have no one to hand the error to.
     pub async fn finish(&self, node: NodeId, outcome: Outcome) -> Result<Option<Ended>, StoreError> {
         // A concurrent move can win the compare-and-swap; re-read and try
         // again while the outcome still applies.
-        for _ in 0..8 {
-            let from = self.store.get(node).await?.state;
+        let mut lost = 0;
+        let mut retry = StoreRetry::new();
+        loop {
+            let from = match self.store.get(node).await {
+                Ok(s) => s.state,
+                Err(e) => {
+                    retry.wait(e).await?;
+                    continue;
+                }
+            };
             if next(Some(from), outcome.transition()).is_err() {
                 tracing::debug!(node = %node, state = %from, ?outcome, "not ended: state moved on");
                 return Ok(None);
@@ -140,14 +151,37 @@ impl Lifecycle {
                     self.ended(&ended, from, &outcome).await;
                     return Ok(Some(ended));
                 }
-                Err(StoreError::StateChanged { .. }) => continue,
+                Err(StoreError::StateChanged { .. }) => {
+                    lost += 1;
+                    if lost >= 8 {
+                        return Ok(None);
+                    }
+                }
                 Err(e) => {
-                    tracing::error!(node = %node, ?outcome, "failed to record the end of the introspection: {e}");
-                    return Err(e);
+                    if let Err(e) = retry.wait(e).await {
+                        tracing::error!(node = %node, ?outcome, "failed to record the end of the introspection: {e}");
+                        return Err(e);
+                    }
                 }
             }
         }
-        Ok(None)
+    }
+
+    /// [`Lifecycle::advance`] for background flows: a failing database is
+    /// retried for [`STORE_RETRY`] (a lost compare-and-swap is not).
+    pub async fn advance_durably(
+        &self,
+        node: NodeId,
+        from: State,
+        event: Transition,
+    ) -> Result<Status, MoveError> {
+        let mut retry = StoreRetry::new();
+        loop {
+            match self.advance(node, from, event).await {
+                Err(MoveError::Store(e)) => retry.wait(e).await?,
+                other => return other,
+            }
+        }
     }
 
     async fn ended(&self, ended: &Ended, from: State, outcome: &Outcome) {
@@ -173,5 +207,36 @@ impl Lifecycle {
             at: status.finished_at.unwrap_or_else(Timestamp::now),
             error: status.error.clone(),
         });
+    }
+}
+
+/// How long a background flow retries a store write the database failed
+/// (down, restarting, unreachable) before giving up.
+pub const STORE_RETRY: Duration = Duration::from_secs(60);
+
+/// Retries of database failures: growing pauses, up to [`STORE_RETRY`].
+struct StoreRetry {
+    until: tokio::time::Instant,
+    pause: Duration,
+}
+
+impl StoreRetry {
+    fn new() -> Self {
+        StoreRetry {
+            until: tokio::time::Instant::now() + STORE_RETRY,
+            pause: Duration::from_millis(100),
+        }
+    }
+
+    /// Pauses before another try of a database failure; any other error,
+    /// or one past the deadline, is handed back.
+    async fn wait(&mut self, e: StoreError) -> Result<(), StoreError> {
+        if !matches!(e, StoreError::Backend { .. }) || tokio::time::Instant::now() + self.pause > self.until {
+            return Err(e);
+        }
+        tracing::warn!("the node store failed, retrying in {:?}: {e}", self.pause);
+        tokio::time::sleep(self.pause).await;
+        self.pause = (self.pause * 2).min(Duration::from_secs(2));
+        Ok(())
     }
 }

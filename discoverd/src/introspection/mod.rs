@@ -7,6 +7,7 @@
 mod abort;
 pub mod lifecycle;
 mod start;
+mod takeover;
 
 pub use abort::AbortError;
 pub use lifecycle::{Lifecycle, MoveError, Outcome};

@@ -260,7 +260,7 @@ impl Introspector {
 
     /// The background steps, each safe to repeat after a restart.
     /// `marked`: the node already carries `extra.on_discovery`.
-    async fn reboot_into_ramdisk(self, id: NodeId, marked: bool) {
+    pub(super) async fn reboot_into_ramdisk(self, id: NodeId, marked: bool) {
         let uuid = id.to_string();
         if !marked
             && let Err(e) = self
@@ -339,7 +339,7 @@ impl Introspector {
         // Only now may a report be processed: the reboot was sent.
         match self
             .lifecycle
-            .advance(id, State::Starting, Transition::Wait)
+            .advance_durably(id, State::Starting, Transition::Wait)
             .await
         {
             Ok(_) => tracing::info!(macs = macs.len(), "introspection started"),

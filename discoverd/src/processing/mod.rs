@@ -9,6 +9,7 @@ pub mod payload;
 mod preprocess;
 mod reapply;
 mod rules;
+mod takeover;
 
 pub use crate::json::type_name;
 pub use error::ProcessError;
@@ -241,6 +242,14 @@ impl Processor {
             .await;
         let options = self.lifecycle.store().options(id).await?;
         // The uuid is ironic-inspector's addition; 1.0 ramdisks ignore it.
+        // On a shared database the step is durable before the answer: a
+        // daemon taking the node over carries it on (takeover.rs). Not
+        // recorded (the database failed just now): this daemon still
+        // carries it on; only if it also dies does the timeout end it.
+        let awaiting = ipmi_option(&options).is_some();
+        if let Err(e) = self.record_step(id, awaiting, &node_ops).await {
+            tracing::warn!("the finishing step is not recorded: {e}");
+        }
         let this = self.clone();
         let span = tracing::Span::current();
         Ok(match ipmi_option(&options) {

@@ -8,6 +8,7 @@
 //! it read, and the store refuses ([`StoreError::StateChanged`]) if the
 //! node has moved since, so two flows (or two daemons) never both win.
 
+pub mod lease;
 pub mod postgres;
 pub mod rules;
 pub mod sqlite;
@@ -20,6 +21,7 @@ use common::MacAddr;
 use serde_json::Value;
 
 use crate::domain::{NodeId, State, Timestamp};
+pub use lease::{Orphan, Step};
 
 /// One node's introspection status.
 #[derive(Debug, Clone, PartialEq)]
@@ -252,5 +254,33 @@ pub trait NodeStore: Send + Sync + fmt::Debug {
     /// across every daemon on it (a claim that outlives its holder).
     async fn claim_periodic(&self, _name: &str, _period: Duration) -> Result<bool, StoreError> {
         Ok(true)
+    }
+
+    /// How long a lease on in-flight work lasts without renewal; `None`
+    /// when the store has no leases (one daemon: [`lease`]).
+    fn lease_time(&self) -> Option<Duration> {
+        None
+    }
+
+    /// This daemon's id as a lease holder.
+    fn owner(&self) -> &str {
+        "local"
+    }
+
+    /// Renews every lease this daemon holds; returns how many.
+    async fn renew_leases(&self) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+
+    /// Records the next step of a node this daemon holds in `processing`
+    /// (in the same row as its state). Without leases, nothing.
+    async fn record_step(&self, _node: NodeId, _step: &Step) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Takes over, for this daemon, at most `limit` unfinished nodes whose
+    /// lease expired; each is returned to one daemon only.
+    async fn claim_expired(&self, _limit: usize) -> Result<Vec<Orphan>, StoreError> {
+        Ok(Vec::new())
     }
 }

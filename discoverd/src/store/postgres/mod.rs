@@ -10,6 +10,7 @@
 //! A write is committed (durable: PostgreSQL's `synchronous_commit`)
 //! before the call returns, so before any answer is sent.
 
+mod leases;
 mod listen;
 mod rows;
 pub mod schema;
@@ -23,10 +24,12 @@ use serde_json::Value;
 use tokio_postgres::error::SqlState;
 
 use super::{
-    DataKind, Ended, ListQuery, LookupKey, MAX_DATA_BYTES, NewIntrospection, NodeStore, Options, Status,
-    StoreError,
+    DataKind, Ended, ListQuery, LookupKey, MAX_DATA_BYTES, NewIntrospection, NodeStore, Options, Orphan,
+    Status, Step, StoreError,
 };
 use crate::domain::{NodeId, State, Timestamp};
+pub use leases::DEFAULT_LEASE;
+use leases::Leases;
 use rows::{COLUMNS, SELECT, backend, changed};
 
 /// The PostgreSQL store; cheap to clone (the pool is shared).
@@ -37,12 +40,15 @@ pub struct PostgresStore {
     location: String,
     /// Moves when any daemon changed the active MACs (LISTEN/NOTIFY).
     changes: tokio::sync::watch::Receiver<u64>,
+    /// This daemon as the holder of in-flight nodes.
+    leases: Leases,
 }
 
 impl std::fmt::Debug for PostgresStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PostgresStore")
             .field("location", &self.location)
+            .field("owner", &self.leases.owner)
             .finish_non_exhaustive()
     }
 }
@@ -53,6 +59,12 @@ impl PostgresStore {
     /// A wrong URL, password or an unreachable server fails here, naming
     /// the (password-less) URL.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
+        Self::open_with_lease(url, DEFAULT_LEASE).await
+    }
+
+    /// [`PostgresStore::open`], holding in-flight nodes for `lease`
+    /// between renewals (`[discoverd] lease_time`).
+    pub async fn open_with_lease(url: &str, lease: Duration) -> Result<Self, StoreError> {
         let location = schema::redacted(url);
         let fail = |e: schema::OpenError| StoreError::Backend {
             action: "open the [discoverd] database",
@@ -63,10 +75,13 @@ impl PostgresStore {
         let version = schema::migrate(&pool).await.map_err(fail)?;
         tracing::info!(database = %location, version, "node store: PostgreSQL");
         let changes = listen::spawn(url.to_owned(), location.clone());
+        let leases = Leases::new(lease);
+        tracing::info!(owner = %leases.owner, lease_secs = leases.secs(), "lease holder id");
         Ok(PostgresStore {
             pool,
             location,
             changes,
+            leases,
         })
     }
 
@@ -126,9 +141,10 @@ impl NodeStore for PostgresStore {
                 // No row to lock: the primary key is the swap.
                 let n = tx
                     .execute(
-                        "INSERT INTO nodes (uuid, started_at, state) VALUES ($1, $2, 'starting')
+                        "INSERT INTO nodes (uuid, started_at, state, owner, lease_until)
+                         VALUES ($1, $2, 'starting', $3, now() + make_interval(secs => $4::float8))
                          ON CONFLICT (uuid) DO NOTHING",
-                        &[id, &micros(at)],
+                        &[id, &micros(at), &self.leases.owner, &self.leases.secs()],
                     )
                     .await
                     .map_err(&err)?;
@@ -147,8 +163,9 @@ impl NodeStore for PostgresStore {
                     .await
                     .map_err(&err)?;
                 tx.execute(
-                    "INSERT INTO nodes (uuid, started_at, state) VALUES ($1, $2, 'starting')",
-                    &[id, &micros(at)],
+                    "INSERT INTO nodes (uuid, started_at, state, owner, lease_until)
+                     VALUES ($1, $2, 'starting', $3, now() + make_interval(secs => $4::float8))",
+                    &[id, &micros(at), &self.leases.owner, &self.leases.secs()],
                 )
                 .await
                 .map_err(&err)?;
@@ -203,10 +220,17 @@ impl NodeStore for PostgresStore {
             self.query(
                 "change a state",
                 &format!(
-                    "UPDATE nodes SET state = $3 WHERE uuid = $1 AND state = $2 AND finished_at IS NULL
-                     RETURNING {COLUMNS}"
+                    "UPDATE nodes SET state = $3, {} WHERE uuid = $1 AND state = $2 AND finished_at IS NULL
+                     RETURNING {COLUMNS}",
+                    leases::set_holder(4, 5)
                 ),
-                &[node.as_uuid(), &from.as_str(), &to.as_str()],
+                &[
+                    node.as_uuid(),
+                    &from.as_str(),
+                    &to.as_str(),
+                    &self.leases.holder(to),
+                    &self.leases.secs(),
+                ],
             )
             .await?
         };
@@ -242,7 +266,10 @@ impl NodeStore for PostgresStore {
         };
         let id = node.as_uuid();
         tx.execute(
-            "UPDATE nodes SET finished_at = $2, error = $3, state = $4 WHERE uuid = $1",
+            &format!(
+                "UPDATE nodes SET finished_at = $2, error = $3, state = $4, {} WHERE uuid = $1",
+                leases::RELEASE
+            ),
             &[id, &micros(at), &error, &state.as_str()],
         )
         .await
@@ -278,11 +305,19 @@ impl NodeStore for PostgresStore {
             self.query(
                 "reopen an introspection",
                 &format!(
-                    "UPDATE nodes SET state = $3, started_at = $4, finished_at = NULL, error = NULL
+                    "UPDATE nodes SET state = $3, started_at = $4, finished_at = NULL, error = NULL, {}
                      WHERE uuid = $1 AND state = $2 AND finished_at IS NOT NULL
-                     RETURNING {COLUMNS}"
+                     RETURNING {COLUMNS}",
+                    leases::set_holder(5, 6)
                 ),
-                &[node.as_uuid(), &from.as_str(), &to.as_str(), &micros(at)],
+                &[
+                    node.as_uuid(),
+                    &from.as_str(),
+                    &to.as_str(),
+                    &micros(at),
+                    &self.leases.holder(to),
+                    &self.leases.secs(),
+                ],
             )
             .await?
         };
@@ -556,5 +591,33 @@ impl NodeStore for PostgresStore {
             )
             .await?;
         Ok(!rows.is_empty())
+    }
+
+    fn lease_time(&self) -> Option<Duration> {
+        Some(self.leases.time)
+    }
+
+    fn owner(&self) -> &str {
+        &self.leases.owner
+    }
+
+    async fn renew_leases(&self) -> Result<u64, StoreError> {
+        let c = self.client("renew leases").await?;
+        leases::renew(&c, &self.leases, &self.location).await
+    }
+
+    async fn record_step(&self, node: NodeId, step: &Step) -> Result<(), StoreError> {
+        let c = self.client("record a step").await?;
+        if leases::record_step(&c, &self.leases, node, step, &self.location).await? {
+            return Ok(());
+        }
+        // Moved on (timed out, aborted) or taken over by another daemon.
+        let actual = self.get(node).await.ok();
+        Err(changed(node, Some(State::Processing), actual.as_ref()))
+    }
+
+    async fn claim_expired(&self, limit: usize) -> Result<Vec<Orphan>, StoreError> {
+        let c = self.client("claim expired leases").await?;
+        leases::claim(&c, &self.leases, limit, &self.location).await
     }
 }

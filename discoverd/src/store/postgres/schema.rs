@@ -32,6 +32,13 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE data (uuid UUID NOT NULL REFERENCES nodes (uuid) ON DELETE CASCADE,
                         kind TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (uuid, kind));
      CREATE TABLE periodic_runs (name TEXT PRIMARY KEY, last_run TIMESTAMPTZ NOT NULL);",
+    // 2: leases on in-flight work (issue 16): the daemon holding a node
+    // until `lease_until` (the database's clock), and the node's recorded
+    // next step. Nodes in flight when migrated have no holder: the
+    // timeout ends them, as before.
+    "ALTER TABLE nodes ADD COLUMN owner TEXT, ADD COLUMN lease_until TIMESTAMPTZ,
+                       ADD COLUMN step TEXT, ADD COLUMN step_data TEXT;
+     CREATE INDEX nodes_leases ON nodes (lease_until) WHERE owner IS NOT NULL;",
 ];
 
 /// How many migrations this build knows.
