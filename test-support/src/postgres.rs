@@ -106,6 +106,15 @@ impl TestDatabase {
         admin(&self.url).await?.batch_execute(sql).await?;
         Ok(())
     }
+
+    /// The first column (as text: cast it in `sql`) of every row `sql`
+    /// returns, read as the server's superuser.
+    pub async fn column(&self, sql: &str) -> anyhow::Result<Vec<String>> {
+        let rows = admin(&self.url).await?.query(sql, &[]).await?;
+        rows.iter()
+            .map(|r| r.try_get::<_, String>(0).map_err(Into::into))
+            .collect()
+    }
 }
 
 impl Drop for TestDatabase {

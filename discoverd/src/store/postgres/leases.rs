@@ -96,34 +96,35 @@ pub async fn record_step(
     Ok(n == 1)
 }
 
-/// Takes over at most `limit` rows whose lease expired: locked with
-/// `SKIP LOCKED`, so two daemons claiming at once get disjoint sets.
+/// Takes over at most `limit` rows whose lease expired, in one
+/// transaction: the rows are locked with `SKIP LOCKED` (two daemons
+/// claiming at once get disjoint sets; a row another just claimed is
+/// re-checked on its new version and no longer expired), then given to
+/// this daemon.
 pub async fn claim(
-    c: &impl GenericClient,
+    c: &mut deadpool_postgres::Object,
     l: &Leases,
     limit: usize,
     location: &str,
 ) -> Result<Vec<Orphan>, StoreError> {
+    let err = backend("claim expired leases", location);
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let found = c
+    let tx = c.transaction().await.map_err(&err)?;
+    let found = tx
         .query(
-            "WITH expired AS (
-                 SELECT uuid, owner FROM nodes
-                 WHERE owner IS NOT NULL AND finished_at IS NULL AND lease_until < now()
-                 ORDER BY lease_until LIMIT $3 FOR UPDATE SKIP LOCKED)
-             UPDATE nodes n SET owner = $1, lease_until = now() + make_interval(secs => $2::float8)
-             FROM expired e WHERE n.uuid = e.uuid
-             RETURNING n.uuid, n.started_at, n.finished_at, n.error, n.state, n.step, n.step_data, e.owner",
-            &[&l.owner, &l.secs(), &limit],
+            "SELECT uuid, started_at, finished_at, error, state, step, step_data, owner FROM nodes
+             WHERE owner IS NOT NULL AND finished_at IS NULL AND lease_until < now()
+             ORDER BY lease_until LIMIT $1 FOR UPDATE SKIP LOCKED",
+            &[&limit],
         )
         .await
-        .map_err(backend("claim expired leases", location))?;
+        .map_err(&err)?;
     let mut orphans = Vec::with_capacity(found.len());
-    let get = backend("decode a claimed lease", location);
+    let mut ids = Vec::with_capacity(found.len());
     for r in &found {
         let status = rows::status(r, location)?;
-        let name: Option<String> = r.try_get(5).map_err(&get)?;
-        let data: Option<String> = r.try_get(6).map_err(&get)?;
+        let name: Option<String> = r.try_get(5).map_err(&err)?;
+        let data: Option<String> = r.try_get(6).map_err(&err)?;
         let step = match (name, data) {
             (Some(n), Some(d)) => {
                 let value = serde_json::from_str(&d).map_err(|e| StoreError::Backend {
@@ -135,11 +136,22 @@ pub async fn claim(
             }
             _ => None,
         };
+        ids.push(*status.node.as_uuid());
         orphans.push(Orphan {
             status,
             step,
-            previous_owner: r.try_get(7).map_err(&get)?,
+            previous_owner: r.try_get(7).map_err(&err)?,
         });
     }
+    if !ids.is_empty() {
+        tx.execute(
+            "UPDATE nodes SET owner = $1, lease_until = now() + make_interval(secs => $2::float8)
+             WHERE uuid = ANY($3)",
+            &[&l.owner, &l.secs(), &ids],
+        )
+        .await
+        .map_err(&err)?;
+    }
+    tx.commit().await.map_err(err)?;
     Ok(orphans)
 }

@@ -617,7 +617,7 @@ impl NodeStore for PostgresStore {
     }
 
     async fn claim_expired(&self, limit: usize) -> Result<Vec<Orphan>, StoreError> {
-        let c = self.client("claim expired leases").await?;
-        leases::claim(&c, &self.leases, limit, &self.location).await
+        let mut c = self.client("claim expired leases").await?;
+        leases::claim(&mut c, &self.leases, limit, &self.location).await
     }
 }
