@@ -370,3 +370,68 @@ async fn three_daemons_survive_a_kill_and_a_database_outage() -> anyhow::Result<
     drop(cluster.daemons.drain(..));
     Ok(())
 }
+
+/// Runs the daemon binary on `database` until it exits; its exit code
+/// and log. It must stop before reaching Ironic (none listens there).
+fn run_daemon_on(database: &str) -> anyhow::Result<(Option<i32>, String)> {
+    let dir = tempfile::tempdir()?;
+    let conf = dir.path().join("discoverd.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[discoverd]\ndatabase = {database}\nauth_strategy = noauth\nironic_url = http://127.0.0.1:1\n\
+             listen_address = 127.0.0.1\nlisten_port = {}\nmanage_firewall = false\nironic_retry_attempts = 0\n",
+            free_port()?
+        ),
+    )?;
+    let out = Command::new("setpriv")
+        .args([
+            format!("--reuid={DAEMON_ID}"),
+            format!("--regid={DAEMON_ID}"),
+            "--clear-groups".into(),
+            "--inh-caps=-all".into(),
+            "--bounding-set=-all".into(),
+            "--no-new-privs".into(),
+        ])
+        .arg(binary("ironic-discoverd")?)
+        .arg("--config-file")
+        .arg(&conf)
+        .output()?;
+    Ok((
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+#[tokio::test]
+async fn a_database_the_daemon_cannot_use_stops_it_naming_the_setting() -> anyhow::Result<()> {
+    if !privileged_available("ha_cluster_startup")? {
+        return Ok(());
+    }
+    let Some(db) = TestDatabase::create().await? else {
+        return Ok(());
+    };
+    // Unreachable (nothing listens on port 1): named, password hidden.
+    let (code, log) = run_daemon_on("postgresql://discoverd:s3cret@127.0.0.1:1/discoverd")?;
+    assert_ne!(code, Some(0), "{log}");
+    assert!(
+        log.contains("[discoverd] database") && log.contains("127.0.0.1:1") && !log.contains("s3cret"),
+        "{log}"
+    );
+    // Migrated by a newer daemon: refused, saying so.
+    let (code, log) = run_daemon_on(&db.url)?;
+    assert_ne!(code, Some(0), "the daemon cannot run without Ironic: {log}");
+    assert!(
+        log.contains("Ironic"),
+        "first run stops at Ironic, after migrating: {log}"
+    );
+    db.execute("INSERT INTO discoverd_schema (version) VALUES (99)")
+        .await?;
+    let (code, log) = run_daemon_on(&db.url)?;
+    assert_ne!(code, Some(0), "{log}");
+    assert!(
+        log.contains("[discoverd] database") && log.contains("version 99") && log.contains("upgrade"),
+        "{log}"
+    );
+    Ok(())
+}
