@@ -4,7 +4,17 @@
 //!   - starts: `POST /v1/introspection` for 300 nodes, 16 at a time,
 //!     round-robin over the daemons: starts/s until the last 202;
 //!   - status: `GET /v1/introspection/<uuid>` with wrk for 5 s, 24
-//!     connections in all (split over the daemons): req/s summed.
+//!     connections in all (split over the daemons): req/s summed;
+//!   - reports: `POST /v1/continue` for the 300 nodes, 16 at a time,
+//!     round-robin: reports/s until the last answer.
+//!
+//! Then, with the real Ironic (DISCOVERD_TEST_IRONIC_URL; skipped
+//! without), 200 introspections end to end (start round-robin, report to
+//! a random daemon, wait for every node to end): wall time and failed
+//! nodes, for the same three set-ups and for three daemons of which one
+//! is SIGKILLed after half the reports (its work is taken over once its
+//! 3 s lease expires). `DISCOVERD_BENCH_NODES` scales both node counts
+//! down for a smoke run.
 //!
 //! Needs a PostgreSQL server: DISCOVERD_TEST_POSTGRES_URL (a superuser
 //! URL; scripts/postgres.sh starts one). Run:
@@ -14,10 +24,20 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ironic_discoverd_e2e::ironic_rest::IronicRest;
 use test_support::FakeIronic;
 use test_support::postgres::TestDatabase;
 
 const NODES: usize = 300;
+const REAL_NODES: usize = 200;
+
+/// `n`, or the smoke-run override.
+fn scaled(n: usize) -> usize {
+    std::env::var("DISCOVERD_BENCH_NODES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(n, |m: usize| m.min(n))
+}
 const START_CONCURRENCY: usize = 16;
 const WRK_CONNECTIONS: u32 = 24;
 
@@ -46,6 +66,7 @@ async fn start_daemon(
     name: &str,
     database: &str,
     ironic: &str,
+    extra: &str,
 ) -> Daemon {
     let port = free_port();
     let conf = dir.join(format!("{name}.conf"));
@@ -53,7 +74,7 @@ async fn start_daemon(
         &conf,
         format!(
             "[discoverd]\ndatabase = {database}\nauth_strategy = noauth\nmanage_firewall = false\n\
-             ironic_url = {ironic}\nlisten_address = 127.0.0.1\nlisten_port = {port}\n"
+             ironic_url = {ironic}\nlisten_address = 127.0.0.1\nlisten_port = {port}\n{extra}\n"
         ),
     )
     .unwrap_or_else(|e| panic!("{}: {e}", conf.display()));
@@ -81,9 +102,26 @@ async fn start_daemon(
 
 /// Starts every node, round-robin over `daemons`; returns starts/s and failures.
 async fn starts(http: &reqwest::Client, daemons: &[Daemon], uuids: &[String]) -> (f64, usize) {
-    let bases: Arc<Vec<String>> = Arc::new(daemons.iter().map(|d| d.base.clone()).collect());
+    let bases: Vec<String> = daemons.iter().map(|d| d.base.clone()).collect();
+    let calls = uuids
+        .iter()
+        .map(|u| (format!("/v1/introspection/{u}"), None))
+        .collect();
+    spread(http, &bases, calls, 202).await
+}
+
+/// Sends every call (path, JSON body: POST), round-robin over `bases`,
+/// [`START_CONCURRENCY`] at a time; returns calls/s and how many were not
+/// answered `want`.
+async fn spread(
+    http: &reqwest::Client,
+    bases: &[String],
+    calls: Vec<(String, Option<serde_json::Value>)>,
+    want: u16,
+) -> (f64, usize) {
+    let bases: Arc<Vec<String>> = Arc::new(bases.to_vec());
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let uuids = Arc::new(uuids.to_vec());
+    let uuids = Arc::new(calls);
     let t = Instant::now();
     let workers: Vec<_> = (0..START_CONCURRENCY)
         .map(|_| {
@@ -92,10 +130,16 @@ async fn starts(http: &reqwest::Client, daemons: &[Daemon], uuids: &[String]) ->
                 let mut failed = 0;
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some(u) = uuids.get(i) else { return failed };
+                    let Some((path, body)) = uuids.get(i) else {
+                        return failed;
+                    };
                     let base = &bases[i % bases.len()];
-                    match http.post(format!("{base}/v1/introspection/{u}")).send().await {
-                        Ok(r) if r.status().as_u16() == 202 => {}
+                    let mut req = http.post(format!("{base}{path}"));
+                    if let Some(b) = body {
+                        req = req.json(b);
+                    }
+                    match req.send().await {
+                        Ok(r) if r.status().as_u16() == want => {}
                         _ => failed += 1,
                     }
                 }
@@ -150,6 +194,13 @@ fn main() {
     rt.block_on(run());
 }
 
+fn report(mac: &str, bmc: &str) -> serde_json::Value {
+    serde_json::json!({
+        "interfaces": {"em1": {"mac": mac, "ip": "192.0.2.60"}},
+        "ipmi_address": bmc, "cpu_arch": "x86_64", "memory_mb": 4096, "cpus": 2, "local_gb": 40
+    })
+}
+
 async fn run() {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
@@ -158,65 +209,186 @@ async fn run() {
         .unwrap_or_else(|e| panic!("{e}"));
     let fake = FakeIronic::start().await.unwrap_or_else(|e| panic!("{e}"));
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let nodes = scaled(NODES);
     println!(
-        "| store | daemons | starts/s ({NODES} nodes, {START_CONCURRENCY} at a time) | failed | status GET req/s (sum, {WRK_CONNECTIONS} connections) |"
+        "| store | daemons | starts/s ({nodes} nodes, {START_CONCURRENCY} at a time) | failed | status GET req/s (sum, {WRK_CONNECTIONS} connections) | /v1/continue reports/s | failed |"
     );
-    println!("| --- | ---: | ---: | ---: | ---: |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
     for (run, (store, n)) in [("SQLite", 1usize), ("PostgreSQL", 1), ("PostgreSQL", 3)]
         .into_iter()
         .enumerate()
     {
-        let uuids: Vec<String> = (0..NODES)
+        let mut reports = Vec::new();
+        let uuids: Vec<String> = (0..nodes)
             .map(|i| format!("00000000-0000-4000-b{run:03x}-{i:012x}"))
             .collect();
         for (i, u) in uuids.iter().enumerate() {
-            fake.add_node(u, &format!("10.{run}.{}.{}", (i >> 8) & 0xff, i & 0xff));
-            fake.add_port(
-                u,
-                &format!("52:54:02:{run:02x}:{:02x}:{:02x}", (i >> 8) & 0xff, i & 0xff),
-            );
+            let bmc = format!("10.{run}.{}.{}", (i >> 8) & 0xff, i & 0xff);
+            let mac = format!("52:54:02:{run:02x}:{:02x}:{:02x}", (i >> 8) & 0xff, i & 0xff);
+            fake.add_node(u, &bmc);
+            fake.add_port(u, &mac);
+            reports.push(("/v1/continue".to_owned(), Some(report(&mac, &bmc))));
         }
-        let db = match store {
-            "SQLite" => None,
-            _ => Some(
-                TestDatabase::create()
-                    .await
-                    .unwrap_or_else(|e| panic!("{e}"))
-                    .unwrap_or_else(|| panic!("no PostgreSQL: set DISCOVERD_TEST_POSTGRES_URL")),
-            ),
-        };
+        let db = database(store).await;
         let database = db.as_ref().map_or_else(
             || dir.path().join(format!("run{run}.sqlite")).display().to_string(),
             |d| d.url.clone(),
         );
         let mut daemons = Vec::new();
         for k in 0..n {
-            daemons.push(
-                start_daemon(
-                    &http,
-                    dir.path(),
-                    &format!("run{run}-{k}"),
-                    &database,
-                    &fake.url(),
-                )
-                .await,
-            );
+            let name = format!("run{run}-{k}");
+            daemons.push(start_daemon(&http, dir.path(), &name, &database, &fake.url(), "").await);
         }
         let (sps, failed) = starts(&http, &daemons, &uuids).await;
         // Let the start flows' background calls settle before reading.
         tokio::time::sleep(Duration::from_secs(2)).await;
         let target = uuids[0].clone();
-        let rps = tokio::task::spawn_blocking({
-            let daemons = std::mem::take(&mut daemons);
-            move || {
-                let r = status_rps(&daemons, &target);
-                (r, daemons)
-            }
+        let (rps, daemons) = tokio::task::spawn_blocking(move || {
+            let r = status_rps(&daemons, &target);
+            (r, daemons)
         })
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-        drop(rps.1);
-        println!("| {store} | {n} | {sps:.0} | {failed} | {:.0} |", rps.0);
+        let bases: Vec<String> = daemons.iter().map(|d| d.base.clone()).collect();
+        let (cps, cfailed) = spread(&http, &bases, reports, 200).await;
+        drop(daemons);
+        println!("| {store} | {n} | {sps:.0} | {failed} | {rps:.0} | {cps:.0} | {cfailed} |");
         drop(db);
     }
+    match std::env::var("DISCOVERD_TEST_IRONIC_URL") {
+        Ok(url) if !url.is_empty() => real_ironic(&http, dir.path(), &url).await,
+        _ => println!("\n(no DISCOVERD_TEST_IRONIC_URL: the real-Ironic runs are skipped)"),
+    }
+}
+
+async fn database(store: &str) -> Option<TestDatabase> {
+    match store {
+        "SQLite" => None,
+        _ => Some(
+            TestDatabase::create()
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .unwrap_or_else(|| panic!("no PostgreSQL: set DISCOVERD_TEST_POSTGRES_URL")),
+        ),
+    }
+}
+
+/// 200 introspections end to end on the real Ironic per set-up.
+async fn real_ironic(http: &reqwest::Client, dir: &std::path::Path, url: &str) {
+    let ironic = IronicRest::new(url).unwrap_or_else(|e| panic!("{e}"));
+    let nodes = scaled(REAL_NODES);
+    println!("\n| store | daemons | {nodes} introspections, real Ironic: wall s | failed |");
+    println!("| --- | ---: | ---: | ---: |");
+    let p = std::process::id();
+    for (run, (store, n, kill)) in [
+        ("SQLite", 1usize, false),
+        ("PostgreSQL", 1, false),
+        ("PostgreSQL", 3, false),
+        ("PostgreSQL", 3, true),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let addrs: Vec<(String, String)> = (0..nodes)
+            .map(|i| {
+                (
+                    format!(
+                        "52:b{run:x}:{:02x}:{:02x}:{:02x}:{:02x}",
+                        (p >> 8) & 0xff,
+                        p & 0xff,
+                        i >> 8,
+                        i & 0xff
+                    ),
+                    format!("198.19.{}.{}", (p + run as u32) % 250, i % 250 + 1),
+                )
+            })
+            .collect();
+        let mut uuids = vec![String::new(); nodes];
+        let mut enrolling = tokio::task::JoinSet::new();
+        let mut done = |r: Option<Result<(usize, anyhow::Result<String>), _>>| {
+            if let Some(Ok((i, Ok(u)))) = r {
+                uuids[i] = u;
+            }
+        };
+        for (i, (mac, bmc)) in addrs.iter().enumerate() {
+            let (ironic, mac, bmc) = (ironic.clone(), mac.clone(), bmc.clone());
+            enrolling.spawn(async move { (i, ironic.enroll(&bmc, &mac).await) });
+            while enrolling.len() >= START_CONCURRENCY {
+                done(enrolling.join_next().await);
+            }
+        }
+        while !enrolling.is_empty() {
+            done(enrolling.join_next().await);
+        }
+        let db = database(store).await;
+        let database = db.as_ref().map_or_else(
+            || dir.join(format!("real{run}.sqlite")).display().to_string(),
+            |d| d.url.clone(),
+        );
+        let mut daemons = Vec::new();
+        for k in 0..n {
+            let name = format!("real{run}-{k}");
+            let extra = "lease_time = 3\ntimeout = 900\nironic_retry_period = 0.2";
+            daemons.push(start_daemon(http, dir, &name, &database, url, extra).await);
+        }
+        let t = Instant::now();
+        let (_, mut failed) = starts(http, &daemons, &uuids).await;
+        let bases: Vec<String> = daemons.iter().map(|d| d.base.clone()).collect();
+        wait_all(http, &bases, &uuids, |s| s["state"] != "starting").await;
+        let half = nodes / 2;
+        let body = |i: usize| ("/v1/continue".to_owned(), Some(report(&addrs[i].0, &addrs[i].1)));
+        failed += spread(http, &bases, (0..half).map(body).collect(), 200).await.1;
+        let live = if kill {
+            drop(daemons.pop());
+            &bases[..bases.len() - 1]
+        } else {
+            &bases[..]
+        };
+        // Nodes the killed daemon was starting reach `waiting` once taken over.
+        wait_all(http, live, &uuids[half..], |s| s["state"] != "starting").await;
+        failed += spread(http, live, (half..nodes).map(body).collect(), 200).await.1;
+        let ended = wait_all(http, live, &uuids, |s| s["finished"] == true).await;
+        let errors = ended.iter().filter(|s| !s["error"].is_null()).count();
+        let wall = t.elapsed().as_secs_f64();
+        let what = if kill {
+            format!("{n}, one killed")
+        } else {
+            n.to_string()
+        };
+        println!("| {store} | {what} | {wall:.1} | {} |", failed + errors);
+        drop(daemons);
+        drop(db);
+    }
+}
+
+/// Waits (up to 15 min) until every node's status satisfies `f`; the
+/// last statuses.
+async fn wait_all(
+    http: &reqwest::Client,
+    bases: &[String],
+    uuids: &[String],
+    f: impl Fn(&serde_json::Value) -> bool,
+) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(900);
+    let mut out = Vec::new();
+    for (i, u) in uuids.iter().enumerate() {
+        loop {
+            let base = &bases[i % bases.len()];
+            let st: serde_json::Value = match http
+                .get(format!("{base}/v1/introspection/{u}"))
+                .header("X-OpenStack-Ironic-Inspector-API-Version", "1.12")
+                .send()
+                .await
+            {
+                Ok(r) => r.json().await.unwrap_or_default(),
+                Err(_) => serde_json::Value::Null,
+            };
+            if f(&st) || Instant::now() > deadline {
+                out.push(st);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    out
 }
