@@ -199,7 +199,12 @@ pub async fn resume(app: &App) -> Result<(), StartupError> {
         tracing::info!(
             "shared node store: unfinished nodes of daemons that stop renewing their leases are taken over"
         );
-        crate::takeover::spawn(app);
+        let flows = crate::takeover::Takeover {
+            lifecycle: app.lifecycle.clone(),
+            introspector: app.introspector.clone(),
+            processor: app.processor.clone(),
+        };
+        crate::takeover::spawn(flows, &app.tasks);
         return Ok(());
     }
     let aborts = app.introspector.resume_aborts().await?;

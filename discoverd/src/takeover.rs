@@ -22,21 +22,29 @@ use std::time::Duration;
 
 use tokio::time::{Instant, MissedTickBehavior};
 
-use crate::app::App;
 use crate::domain::{State, Transition};
-use crate::introspection::Outcome;
+use crate::introspection::{Introspector, Lifecycle, Outcome};
+use crate::processing::Processor;
 use crate::store::{Orphan, StoreError};
+use crate::tasks::Tasks;
 
 /// Most nodes claimed per tick (the rest on the next ticks, or by others).
 const CLAIM_BATCH: usize = 32;
 
+/// The flows a taken-over node is handed to; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Takeover {
+    pub lifecycle: Lifecycle,
+    pub introspector: Introspector,
+    pub processor: Processor,
+}
+
 /// Starts the loop when the store has leases; it ends at shutdown.
-pub fn spawn(app: &App) {
-    let Some(lease) = app.store.lease_time() else {
+pub fn spawn(app: Takeover, tasks: &Tasks) {
+    let Some(lease) = app.lifecycle.store().lease_time() else {
         return;
     };
-    let app = app.clone();
-    let stop = app.tasks.stopping();
+    let stop = tasks.stopping();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval((lease / 3).max(Duration::from_millis(50)));
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -45,7 +53,7 @@ pub fn spawn(app: &App) {
             let mut healthy_since: Option<Instant> = None;
             loop {
                 tick.tick().await;
-                match app.store.renew_leases().await {
+                match app.lifecycle.store().renew_leases().await {
                     Ok(_) => {
                         let since = *healthy_since.get_or_insert_with(Instant::now);
                         if since.elapsed() < lease {
@@ -69,10 +77,10 @@ pub fn spawn(app: &App) {
 
 /// Claims nodes whose lease expired and carries them on; returns how
 /// many this daemon took.
-pub async fn take_over(app: &App) -> Result<usize, StoreError> {
+pub async fn take_over(app: &Takeover) -> Result<usize, StoreError> {
     let mut total = 0;
     loop {
-        let claimed = app.store.claim_expired(CLAIM_BATCH).await?;
+        let claimed = app.lifecycle.store().claim_expired(CLAIM_BATCH).await?;
         let n = claimed.len();
         for orphan in claimed {
             carry_on(app, orphan).await;
@@ -84,7 +92,7 @@ pub async fn take_over(app: &App) -> Result<usize, StoreError> {
     }
 }
 
-async fn carry_on(app: &App, orphan: Orphan) {
+async fn carry_on(app: &Takeover, orphan: Orphan) {
     let Orphan {
         status,
         step,
