@@ -8,7 +8,7 @@
 //! |--------------|---------------------|-------------------------------------------------|
 //! | `starting`   | —                   | the start's background steps (reboot)           |
 //! | `aborting`   | —                   | the abort's power-off, then its ending          |
-//! | `processing` | `finish`            | power-off, wait, the final PATCH, the ending    |
+//! | `processing` | `finish`            | the final PATCH, the power-off, the ending      |
 //! | `processing` | `await_credentials` | wait for the new IPMI credentials, then finish  |
 //! | `processing` | none                | failed: the report's answer was never sent      |
 //! | `reapplying`, `enrolling` | —      | failed: Ironic may be partly updated            |

@@ -26,8 +26,8 @@ pub fn leased(state: State) -> bool {
 /// answered: what a daemon taking it over must still do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
-    /// Power off, wait, then send these node PATCH operations with the
-    /// finishing marks (processing/finish.rs).
+    /// Send these node PATCH operations with the finishing marks, then
+    /// power off (processing/finish.rs).
     Finish { node_ops: Value },
     /// Wait until the new IPMI credentials work, then [`Step::Finish`].
     AwaitCredentials { node_ops: Value },
