@@ -59,10 +59,6 @@ impl Processor {
     /// (`node_ops`) and the finishing marks, then the power-off, done.
     pub(super) async fn finish(&self, id: NodeId, node_ops: Vec<PatchOp>) {
         let uuid = id.to_string();
-        let manage_boot = match self.lifecycle.store().options(id).await {
-            Ok(o) => manages_boot(&o),
-            Err(_) => true,
-        };
         let mut ops = node_ops;
         ops.push(PatchOp::add("/extra/newly_discovered", "true"));
         ops.push(PatchOp::remove("/extra/on_discovery"));
@@ -73,6 +69,18 @@ impl Processor {
             );
             return self.fail(id, msg).await;
         }
+        self.power_off_and_end(id).await;
+    }
+
+    /// The rest of the finish once the final PATCH is in Ironic (also
+    /// where a takeover resumes): the power-off, safe to send again, then
+    /// the end.
+    pub(super) async fn power_off_and_end(&self, id: NodeId) {
+        let uuid = id.to_string();
+        let manage_boot = match self.lifecycle.store().options(id).await {
+            Ok(o) => manages_boot(&o),
+            Err(_) => true,
+        };
         if manage_boot && let Err(e) = self.ironic.set_power_state(&uuid, "power off").await {
             // The run failed: the node keeps the mark 1.0 leaves on it.
             let mark = [PatchOp::add("/extra/on_discovery", "true")];

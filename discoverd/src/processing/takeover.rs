@@ -56,7 +56,7 @@ impl Processor {
                     tracing::info!(
                         "the daemon that stopped had sent the final update: powering off and ending"
                     );
-                    this.after_final_patch(id).await;
+                    this.power_off_and_end(id).await;
                 } else if awaiting {
                     this.wait_for_power_management(id, node_ops).await;
                 } else {
@@ -80,22 +80,5 @@ impl Processor {
                 false
             }
         }
-    }
-
-    /// The rest of the finish once the final PATCH is in Ironic: the
-    /// power-off (safe to send again), then the end (finish.rs's order).
-    async fn after_final_patch(&self, id: NodeId) {
-        let manage_boot = match self.lifecycle.store().options(id).await {
-            Ok(o) => crate::introspection::manages_boot(&o),
-            Err(_) => true,
-        };
-        let uuid = id.to_string();
-        if manage_boot && let Err(e) = self.ironic.set_power_state(&uuid, "power off").await {
-            let msg =
-                format!("Failed to power off node {uuid}, check it's power management configuration: {e}");
-            let _ = self.lifecycle.finish(id, Outcome::Failed(msg)).await;
-            return;
-        }
-        let _ = self.lifecycle.finish(id, Outcome::Done).await;
     }
 }
