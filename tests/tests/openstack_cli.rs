@@ -165,6 +165,20 @@ async fn openstack_baremetal_introspection_commands_match_the_daemon() -> anyhow
         assert_eq!(shown, shown_status(&status(u).await?), "{u}");
     }
 
+    // A name works too, at the API version the command asks by default (1.0).
+    let name = format!("osc-{p}");
+    ironic
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/v1/nodes/{}", uuids[2]),
+            Some(json!([{"op": "add", "path": "/name", "value": name}])),
+        )
+        .await?;
+    assert_eq!(
+        osc.json(&["status", &name]).await?,
+        shown_status(&status(&uuids[2]).await?)
+    );
+
     // abort the second; the daemon records it.
     assert_eq!(osc.run(&["abort", &uuids[1]]).await?, "");
     let aborted = wait_state(&uuids[1], "error").await?;
