@@ -25,8 +25,9 @@ struct Osc {
 
 impl Osc {
     /// Runs `openstack baremetal introspection <args>`; a non-zero exit is
-    /// an error with its stderr; returns stdout.
-    async fn run(&self, args: &[&str]) -> anyhow::Result<String> {
+    /// an error with its stderr; returns stdout. The future owns what it
+    /// needs, so several can run side by side.
+    fn run(&self, args: &[&str]) -> impl Future<Output = anyhow::Result<String>> + use<> {
         let mut cmd = Command::new(&self.bin);
         cmd.args(["--os-auth-type", "none", "--inspector-url", &self.url])
             .args(["baremetal", "introspection"])
@@ -40,22 +41,29 @@ impl Osc {
         ] {
             cmd.env_remove(var);
         }
-        let out = tokio::task::spawn_blocking(move || cmd.output()).await??;
-        anyhow::ensure!(
-            out.status.success(),
-            "openstack baremetal introspection {args:?} exited {}: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        let shown = args.join(" ");
+        async move {
+            let out = tokio::task::spawn_blocking(move || cmd.output()).await??;
+            anyhow::ensure!(
+                out.status.success(),
+                "openstack baremetal introspection {shown} exited {}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        }
     }
 
     /// Like [`Osc::run`] with `-f json`, parsed.
-    async fn json(&self, args: &[&str]) -> anyhow::Result<Value> {
+    fn json(&self, args: &[&str]) -> impl Future<Output = anyhow::Result<Value>> + use<> {
         let mut all = args.to_vec();
         all.extend(["-f", "json"]);
-        let out = self.run(&all).await?;
-        serde_json::from_str(&out).map_err(|e| anyhow::anyhow!("{args:?} printed no JSON ({e}): {out}"))
+        let run = self.run(&all);
+        let shown = args.join(" ");
+        async move {
+            let out = run.await?;
+            serde_json::from_str(&out).map_err(|e| anyhow::anyhow!("{shown} printed no JSON ({e}): {out}"))
+        }
     }
 }
 
@@ -111,10 +119,13 @@ async fn openstack_baremetal_introspection_commands_match_the_daemon() -> anyhow
             )
         })
         .collect();
-    let mut uuids = Vec::new();
-    for (mac, bmc) in &nodes {
-        uuids.push(ironic.enroll(bmc, mac).await?);
-    }
+    // Independent steps run side by side: each command is a python start-up.
+    let (a, b, c) = tokio::try_join!(
+        ironic.enroll(&nodes[0].1, &nodes[0].0),
+        ironic.enroll(&nodes[1].1, &nodes[1].0),
+        ironic.enroll(&nodes[2].1, &nodes[2].0),
+    )?;
+    let uuids = [a, b, c];
     let daemon = PlainDaemon::start(
         &ironic_url,
         "store_data = database\nprocessing_hooks = ramdisk_error,scheduler,validate_interfaces",
@@ -160,8 +171,12 @@ async fn openstack_baremetal_introspection_commands_match_the_daemon() -> anyhow
     wait_state(&uuids[0], "finished").await?;
 
     // status: every field but links, as the daemon holds it.
-    for u in &uuids {
-        let shown = osc.json(&["status", u]).await?;
+    let shown = tokio::try_join!(
+        osc.json(&["status", &uuids[0]]),
+        osc.json(&["status", &uuids[1]]),
+        osc.json(&["status", &uuids[2]]),
+    )?;
+    for (u, shown) in uuids.iter().zip([shown.0, shown.1, shown.2]) {
         assert_eq!(shown, shown_status(&status(u).await?), "{u}");
     }
 
@@ -190,25 +205,31 @@ async fn openstack_baremetal_introspection_commands_match_the_daemon() -> anyhow
     let all: Vec<Value> = all["introspection"].as_array().cloned().unwrap_or_default();
     assert_eq!(all.len(), 3, "{all:?}");
     let rows: Vec<Value> = all.iter().map(list_row).collect();
-    assert_eq!(osc.json(&["list"]).await?, json!(rows));
-    assert_eq!(osc.json(&["list", "--limit", "2"]).await?, json!(rows[..2]));
-    let marker = all[0]["uuid"].as_str().unwrap_or_default().to_owned();
-    assert_eq!(
-        osc.json(&["list", "--marker", &marker, "--limit", "1"]).await?,
-        json!(rows[1..2])
+    let (m0, m1) = (
+        all[0]["uuid"].as_str().unwrap_or_default(),
+        all[1]["uuid"].as_str().unwrap_or_default(),
     );
-    let marker = all[1]["uuid"].as_str().unwrap_or_default().to_owned();
-    assert_eq!(osc.json(&["list", "--marker", &marker]).await?, json!(rows[2..]));
+    let lists = tokio::try_join!(
+        osc.json(&["list"]),
+        osc.json(&["list", "--limit", "2"]),
+        osc.json(&["list", "--marker", m0, "--limit", "1"]),
+        osc.json(&["list", "--marker", m1]),
+    )?;
+    assert_eq!(lists.0, json!(rows));
+    assert_eq!(lists.1, json!(rows[..2]));
+    assert_eq!(lists.2, json!(rows[1..2]));
+    assert_eq!(lists.3, json!(rows[2..]));
 
     // data save: processed to stdout, unprocessed to a file.
     let (code, processed) = get(&http, &format!("{base}/v1/introspection/{}/data", uuids[0])).await?;
     assert_eq!(code, 200, "{processed}");
-    let saved: Value = serde_json::from_str(&osc.run(&["data", "save", &uuids[0]]).await?)?;
-    assert_eq!(saved, processed);
     let file = daemon.dir.path().join("unprocessed.json");
     let file_arg = file.display().to_string();
-    osc.run(&["data", "save", "--unprocessed", "--file", &file_arg, &uuids[0]])
-        .await?;
+    let (saved, _) = tokio::try_join!(
+        osc.run(&["data", "save", &uuids[0]]),
+        osc.run(&["data", "save", "--unprocessed", "--file", &file_arg, &uuids[0]]),
+    )?;
+    assert_eq!(serde_json::from_str::<Value>(&saved)?, processed);
     let (_, raw) = get(
         &http,
         &format!("{base}/v1/introspection/{}/data/unprocessed", uuids[0]),
@@ -247,17 +268,22 @@ async fn openstack_baremetal_introspection_commands_match_the_daemon() -> anyhow
         .map(|r| json!({"UUID": r["uuid"], "Description": r["description"]}))
         .collect();
     assert_eq!(imported, json!(rule_rows));
-    assert_eq!(osc.json(&["rule", "list"]).await?, json!(rule_rows));
-    for r in &held {
-        let uuid = r["uuid"].as_str().unwrap_or_default();
+    let first = held[0]["uuid"].as_str().unwrap_or_default();
+    let second = held[1]["uuid"].as_str().unwrap_or_default();
+    let (listed, show0, show1) = tokio::try_join!(
+        osc.json(&["rule", "list"]),
+        osc.json(&["rule", "show", first]),
+        osc.json(&["rule", "show", second]),
+    )?;
+    assert_eq!(listed, json!(rule_rows));
+    for (uuid, shown) in [(first, show0), (second, show1)] {
         let (code, mut full) = get(&http, &format!("{base}/v1/rules/{uuid}")).await?;
         assert_eq!(code, 200, "{full}");
         if let Some(o) = full.as_object_mut() {
             o.remove("links");
         }
-        assert_eq!(osc.json(&["rule", "show", uuid]).await?, full);
+        assert_eq!(shown, full);
     }
-    let first = held[0]["uuid"].as_str().unwrap_or_default();
     assert_eq!(osc.run(&["rule", "delete", first]).await?, "");
     assert_eq!(get(&http, &format!("{base}/v1/rules/{first}")).await?.0, 404);
     assert_eq!(osc.json(&["rule", "list"]).await?, json!(rule_rows[1..]));
