@@ -250,7 +250,12 @@ fn dump(db: &Path) -> anyhow::Result<BTreeMap<String, Vec<String>>> {
             .query_map([], |r| {
                 let mut row = Vec::new();
                 for i in 0..cols {
-                    row.push(format!("{:?}", r.get_ref(i)?));
+                    row.push(match r.get_ref(i)? {
+                        rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => {
+                            String::from_utf8_lossy(t).into_owned()
+                        }
+                        other => format!("{other:?}"),
+                    });
                 }
                 Ok(row.join("|"))
             })?
