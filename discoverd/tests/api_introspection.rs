@@ -1,5 +1,5 @@
 //! The inspector's introspection endpoints: list (order, marker, limit,
-//! state filter, bad input), node names from 1.5, abort, manage_boot.
+//! state filter, bad input), node names (at every version), abort, manage_boot.
 
 mod api_support;
 
