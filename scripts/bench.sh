@@ -4,6 +4,7 @@
 #   scripts/bench.sh                  # all of them
 #   scripts/bench.sh pace flood       # some: sync defence filter_cost api pace
 #                                     # ironic_faults flood rules postgres
+#                                     # list events
 # Installs the system packages (wrk among them), builds the Ironic and
 # ironic-inspector venvs, starts a real standalone Ironic 39 and a real
 # ironic-inspector 12.5 on free loopback ports in a temporary directory
@@ -24,7 +25,7 @@ scripts/setup-system.sh
 step "Python venvs (Ironic 39, ironic-inspector 12.5)"
 scripts/pyenv.sh ironic inspector
 
-all="sync defence filter_cost api pace ironic_faults flood rules postgres"
+all="sync defence filter_cost api pace ironic_faults flood rules postgres list events"
 wanted=${*:-$all}
 for b in $wanted; do
   case " $all " in *" $b "*) ;; *) echo "unknown benchmark $b (known: $all)" >&2; exit 2 ;; esac
@@ -56,6 +57,8 @@ export DISCOVERD_BENCH_INSPECTOR_URL=http://127.0.0.1:$inspector_port
 DISCOVERD_BENCH_IRONIC_PID=$(cat "$services_dir/ironic/ironic.pid")
 DISCOVERD_BENCH_INSPECTOR_PID=$(cat "$services_dir/inspector/inspector.pid")
 export DISCOVERD_BENCH_IRONIC_PID DISCOVERD_BENCH_INSPECTOR_PID
+# ironic-inspector's SQLite file: the list bench fills its nodes table.
+export DISCOVERD_BENCH_INSPECTOR_DB=$services_dir/inspector/inspector.sqlite
 # Ironic's API log, for the pace bench's requests per node.
 export DISCOVERD_BENCH_IRONIC_LOG=$services_dir/ironic/ironic.log
 
@@ -80,6 +83,8 @@ bench ironic-discoverd pace
 bench ironic-discoverd ironic_faults
 bench ironic-discoverd flood
 bench ironic-discoverd rules
+bench ironic-discoverd list
+bench ironic-discoverd events
 if want postgres; then
   POSTGRES_BENCH_PORT=${POSTGRES_BENCH_PORT:-$(free_port)}
   DISCOVERD_TEST_POSTGRES_URL=$(scripts/postgres.sh start "$services_dir/postgres" --port "$POSTGRES_BENCH_PORT")

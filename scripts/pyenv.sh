@@ -4,7 +4,7 @@
 # pinned versions. Idempotent: a stamp file with the pins makes a re-run
 # instant when nothing changed.
 #   scripts/pyenv.sh                    # ironic and keystone (what the tests need)
-#   scripts/pyenv.sh ironic inspector   # the ones named
+#   scripts/pyenv.sh ironic inspector   # the ones named (also: clients)
 # Location: $DISCOVERD_PYENV_DIR (default /opt/ironic-discoverd-dev).
 set -euo pipefail
 root=${DISCOVERD_PYENV_DIR:-/opt/ironic-discoverd-dev}
@@ -17,6 +17,10 @@ declare -A pins=(
   [keystone]="keystone==30.0.0 uwsgi==2.0.31"
   # The peer that scripts/bench.sh measures against (shared/spec/real-ironic.md).
   [inspector]="ironic-inspector==12.5.0 python-ironic-inspector-client==5.4.0"
+  # The python clients that tests/tests/openstack_cli.rs runs against the
+  # daemon: `openstack baremetal introspection ...` (the inspector client's
+  # plugin for the openstack command).
+  [clients]="python-openstackclient==8.2.0 python-ironic-inspector-client==5.4.0"
 )
 
 make_venv() {
@@ -39,6 +43,6 @@ make_venv() {
 
 if [ $# -eq 0 ]; then set -- ironic keystone; fi
 for n in "$@"; do
-  [ -n "${pins[$n]:-}" ] || { echo "pyenv: unknown venv $n (ironic, keystone, inspector)" >&2; exit 2; }
+  [ -n "${pins[$n]:-}" ] || { echo "pyenv: unknown venv $n (ironic, keystone, inspector, clients)" >&2; exit 2; }
   make_venv "$n"
 done

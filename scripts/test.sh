@@ -15,18 +15,22 @@ step() { printf '\n==> %s (%ss)\n' "$*" "$(( $(date +%s) - start ))"; }
 step "system packages"
 scripts/setup-system.sh
 
-# A real Ironic and a real Keystone start in the background while the
-# code builds; the tests that need them read DISCOVERD_TEST_IRONIC_URL and
-# DISCOVERD_TEST_KEYSTONE_ENV.
+# A real Ironic, a real Keystone and a real ironic-inspector 12.5 (on
+# that Ironic) start in the background while the code builds; the tests
+# that need them read DISCOVERD_TEST_IRONIC_URL, DISCOVERD_TEST_KEYSTONE_ENV
+# and DISCOVERD_TEST_INSPECTOR_URL (DISCOVERD_TEST_OPENSTACK: the python
+# clients' `openstack` command).
 services_dir=$(mktemp -d /tmp/discoverd-test-services.XXXXXX)
 # Its own directory: the server runs as another user, who must reach it.
 postgres_dir=$(mktemp -d /tmp/discoverd-test-postgres.XXXXXX)
 IRONIC_TEST_PORT=${IRONIC_TEST_PORT:-16386}
 KEYSTONE_TEST_PORT=${KEYSTONE_TEST_PORT:-15001}
+INSPECTOR_TEST_PORT=${INSPECTOR_TEST_PORT:-15050}
 cleanup() {
   scripts/postgres.sh stop "$postgres_dir" >/dev/null 2>&1 || true
   scripts/ironic-standalone.sh stop "$services_dir/ironic" >/dev/null 2>&1 || true
   scripts/keystone.sh stop "$services_dir/keystone" >/dev/null 2>&1 || true
+  scripts/inspector.sh stop "$services_dir/inspector" >/dev/null 2>&1 || true
   rm -rf "$services_dir"
 }
 trap cleanup EXIT
@@ -42,6 +46,19 @@ ironic_pid=$!
   scripts/keystone.sh start "$services_dir/keystone" --port "$KEYSTONE_TEST_PORT" \
     >"$services_dir/keystone.log" 2>&1 ) &
 keystone_pid=$!
+# ironic-inspector and the python clients: their venvs once Ironic's and
+# Keystone's are made (one pip at a time), the service once Ironic runs.
+( while [ ! -f "$services_dir/pyenv.log" ] || ! grep -q "keystone venv\|keystone ready" "$services_dir/pyenv.log"; do
+    sleep 1; kill -0 "$ironic_pid" 2>/dev/null || break
+  done
+  scripts/pyenv.sh inspector clients >"$services_dir/pyenv-inspector.log" 2>&1 || exit 1
+  until grep -q "ironic ready" "$services_dir/ironic.log" 2>/dev/null; do
+    kill -0 "$ironic_pid" 2>/dev/null || grep -q "ironic ready" "$services_dir/ironic.log" 2>/dev/null || exit 1
+    sleep 1
+  done
+  scripts/inspector.sh start "$services_dir/inspector" --port "$INSPECTOR_TEST_PORT" \
+    --ironic-url "http://127.0.0.1:$IRONIC_TEST_PORT" >"$services_dir/inspector.log" 2>&1 ) &
+inspector_pid=$!
 
 # A throwaway PostgreSQL for the shared-store tests (docs/postgres.md).
 POSTGRES_TEST_PORT=${POSTGRES_TEST_PORT:-15432}
@@ -61,7 +78,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "build tests"
 cargo test --workspace --locked --no-run
 
-step "waiting for Ironic and Keystone"
+step "waiting for Ironic, Keystone and ironic-inspector"
 cat "$services_dir/pyenv.log" 2>/dev/null || true
 if wait "$ironic_pid"; then
   cat "$services_dir/ironic.log"
@@ -78,6 +95,16 @@ else
   cat "$services_dir/keystone.log" >&2 || true
   echo "the real Keystone failed to start; its tests fail under DISCOVERD_REQUIRE_PRIVILEGED=1" >&2
   missing_services="${missing_services:-}Keystone (log: $services_dir/keystone.log) "
+fi
+
+if wait "$inspector_pid"; then
+  cat "$services_dir/pyenv-inspector.log" "$services_dir/inspector.log"
+  export DISCOVERD_TEST_INSPECTOR_URL=http://127.0.0.1:$INSPECTOR_TEST_PORT
+  export DISCOVERD_TEST_OPENSTACK=${DISCOVERD_PYENV_DIR:-/opt/ironic-discoverd-dev}/clients-venv/bin/openstack
+else
+  cat "$services_dir/pyenv-inspector.log" "$services_dir/inspector.log" >&2 || true
+  echo "the real ironic-inspector failed to start; its tests fail under DISCOVERD_REQUIRE_PRIVILEGED=1" >&2
+  missing_services="${missing_services:-}ironic-inspector (log: $services_dir/inspector.log, $services_dir/pyenv-inspector.log) "
 fi
 
 step "cargo test"

@@ -1,5 +1,5 @@
 //! The inspector's introspection endpoints: list (order, marker, limit,
-//! state filter, bad input), node names from 1.5, abort, manage_boot.
+//! state filter, bad input), node names (at every version), abort, manage_boot.
 
 mod api_support;
 
@@ -120,7 +120,9 @@ async fn bad_list_parameters_are_400s() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
-async fn names_resolve_from_1_5() -> anyhow::Result<()> {
+/// Names resolve at every version, as with ironic-inspector (the
+/// `openstack` command asks for 1.0 by default).
+async fn names_resolve_at_every_version() -> anyhow::Result<()> {
     let e = Env::new("").await?;
     e.add_node(NODE, BMC, MAC);
     e.fake.edit_node(NODE, |n| n["name"] = json!("rack1-node7"));
@@ -130,15 +132,21 @@ async fn names_resolve_from_1_5() -> anyhow::Result<()> {
     assert_eq!(code, StatusCode::ACCEPTED, "{v}");
     let st = e.wait_status("rack1-node7", |v| v["state"] == "waiting").await?;
     assert_eq!(st["uuid"], json!(NODE));
-    let (code, _, v) = e
-        .send(
-            Method::GET,
-            "/v1/introspection/rack1-node7",
-            &[("X-OpenStack-Ironic-Inspector-API-Version", "1.4")],
-            None,
-        )
-        .await?;
-    assert_eq!(code, StatusCode::BAD_REQUEST, "{v}");
+    for version in ["1.0", "1.4", "1.5", "latest"] {
+        let (code, _, v) = e
+            .send(
+                Method::GET,
+                "/v1/introspection/rack1-node7",
+                &[("X-OpenStack-Ironic-Inspector-API-Version", version)],
+                None,
+            )
+            .await?;
+        assert_eq!(
+            (code, &v["uuid"]),
+            (StatusCode::OK, &json!(NODE)),
+            "{version}: {v}"
+        );
+    }
     let (code, v) = e
         .call(Method::GET, "/v1/introspection/no-such-node", None)
         .await?;

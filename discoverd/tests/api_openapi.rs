@@ -65,7 +65,7 @@ async fn every_route_is_documented_and_nothing_else() -> anyhow::Result<()> {
     let routed: BTreeSet<_> = routes_in_source()?
         .into_iter()
         // The router names a node {uuid}; the document says {node} (a
-        // UUID or, from 1.5, a name). A rule is {uuid} in both.
+        // UUID or a name). A rule is {uuid} in both.
         .map(|(p, m)| {
             let p = if p.starts_with("/v1/introspection/") {
                 p.replace("{uuid}", "{node}")

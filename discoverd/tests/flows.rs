@@ -239,7 +239,8 @@ async fn ipa_inventory_payload_is_processed() -> anyhow::Result<()> {
 #[tokio::test]
 async fn start_refusals_use_the_1_0_messages() -> anyhow::Result<()> {
     let e = env("").await?;
-    // Below API 1.5 (names), as 1.0 answered; from 1.5 on it is a name.
+    // Not a UUID: a name at every API version (as ironic-inspector),
+    // 1.4 included; 1.0's "Invalid UUID value" only for a malformed name.
     let req = Request::builder()
         .method(Method::POST)
         .uri("/v1/introspection/not-a-uuid")
@@ -250,7 +251,7 @@ async fn start_refusals_use_the_1_0_messages() -> anyhow::Result<()> {
     let v: Value = serde_json::from_slice(&axum::body::to_bytes(resp.into_body(), 1 << 20).await?)?;
     assert_eq!(
         (code, v["error"]["message"].clone()),
-        (StatusCode::BAD_REQUEST, json!("Invalid UUID value"))
+        (StatusCode::NOT_FOUND, json!("Cannot find node not-a-uuid"))
     );
     let (code, v) = call(&e.router, Method::POST, "/v1/introspection/not-a-uuid", None).await?;
     assert_eq!(

@@ -11,6 +11,7 @@ use anyhow::{Context, bail};
 
 pub mod dhcp;
 pub mod ironic_rest;
+pub mod services;
 pub mod stack;
 
 /// True when the environment demands that privileged tests run

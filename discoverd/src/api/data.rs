@@ -11,20 +11,19 @@ use serde_json::Value;
 
 use super::error::ApiError;
 use super::introspection::{accepted, resolve};
-use super::versions::ApiVersion;
 use super::{parse_json, read_body, rejected};
 use crate::app::App;
 use crate::config::StoreData;
 use crate::processing::type_name;
 use crate::store::DataKind;
 
-async fn get(app: App, version: ApiVersion, node: &str, kind: DataKind) -> Result<Response, ApiError> {
+async fn get(app: App, node: &str, kind: DataKind) -> Result<Response, ApiError> {
     if app.config.store_data == StoreData::None {
         return Err(ApiError::not_found(
             "Inspector is not configured to store data. Set the store_data configuration option to change this.",
         ));
     }
-    let id = resolve(&app, node, version).await?;
+    let id = resolve(&app, node).await?;
     match app.store.get_data(id, kind).await? {
         Some(v) => Ok(axum::Json(v).into_response()),
         None => Err(ApiError::not_found(format!(
@@ -40,28 +39,25 @@ async fn get(app: App, version: ApiVersion, node: &str, kind: DataKind) -> Resul
 /// `GET /v1/introspection/<node>/data`.
 pub async fn processed(
     State(app): State<App>,
-    version: ApiVersion,
     node: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let Path(node) = node.map_err(rejected)?;
-    get(app, version, &node, DataKind::Processed).await
+    get(app, &node, DataKind::Processed).await
 }
 
 /// `GET /v1/introspection/<node>/data/unprocessed`.
 pub async fn unprocessed(
     State(app): State<App>,
-    version: ApiVersion,
     node: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let Path(node) = node.map_err(rejected)?;
-    get(app, version, &node, DataKind::Raw).await
+    get(app, &node, DataKind::Raw).await
 }
 
 /// `POST /v1/introspection/<node>/data/unprocessed`: 202 once the node
 /// is `reapplying`.
 pub async fn reapply(
     State(app): State<App>,
-    version: ApiVersion,
     node: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Body,
@@ -81,7 +77,7 @@ pub async fn reapply(
             }
         }
     };
-    let id = resolve(&app, &node, version).await?;
+    let id = resolve(&app, &node).await?;
     app.processor.reapply(id, data).await?;
     Ok(accepted())
 }

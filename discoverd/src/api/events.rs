@@ -25,7 +25,6 @@ use tokio::sync::broadcast::error::RecvError;
 use super::error::ApiError;
 use super::introspection::{resolve, status_json};
 use super::rejected;
-use super::versions::ApiVersion;
 use crate::app::App;
 use crate::domain::{NodeId, StateChange};
 
@@ -49,7 +48,6 @@ fn change_event(c: &StateChange) -> Event {
 /// `GET /v1/events[?node=a,b]`.
 pub async fn events(
     State(app): State<App>,
-    version: ApiVersion,
     q: Result<Query<BTreeMap<String, String>>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -69,7 +67,7 @@ pub async fn events(
         }
         let mut ids = HashSet::new();
         for n in names {
-            ids.insert(resolve(&app, n, version).await?);
+            ids.insert(resolve(&app, n).await?);
         }
         filter = Some(ids);
     }

@@ -11,7 +11,6 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::error::ApiError;
-use super::versions::ApiVersion;
 use super::{parse_json, read_body, rejected};
 use crate::app::App;
 use crate::domain::{NodeId, NodeRef};
@@ -23,19 +22,17 @@ fn node_id(s: &str) -> Result<NodeId, ApiError> {
     s.parse().map_err(|_| ApiError::bad_request("Invalid UUID value"))
 }
 
-/// A node reference from the path: a UUID, or from 1.5 on a name.
-pub(crate) fn node_ref(s: &str, version: ApiVersion) -> Result<NodeRef, ApiError> {
-    let parsed = if version >= ApiVersion::NAMES {
-        NodeRef::parse_uuid_or_name(s)
-    } else {
-        NodeRef::parse_uuid(s)
-    };
-    parsed.map_err(|e| ApiError::bad_request(e.to_string()))
+/// A node reference from the path: a UUID or a name, at every version.
+/// Names came with API 1.5, but ironic-inspector takes them whatever the
+/// version asked, and its clients rely on that: the `openstack` command
+/// asks for 1.0 unless told otherwise.
+pub(crate) fn node_ref(s: &str) -> Result<NodeRef, ApiError> {
+    NodeRef::parse_uuid_or_name(s).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
 /// The node a path names, names resolved through Ironic.
-pub(crate) async fn resolve(app: &App, s: &str, version: ApiVersion) -> Result<NodeId, ApiError> {
-    let r = node_ref(s, version)?;
+pub(crate) async fn resolve(app: &App, s: &str) -> Result<NodeId, ApiError> {
+    let r = node_ref(s)?;
     Ok(app.introspector.resolve(&r).await?)
 }
 
@@ -59,13 +56,12 @@ fn boolean(name: &str, v: &str) -> Result<bool, ApiError> {
 /// `POST /v1/introspection/<node>`: 202 once the start is recorded.
 pub async fn start(
     State(app): State<App>,
-    version: ApiVersion,
     uuid: Result<Path<String>, PathRejection>,
     q: Result<Query<BTreeMap<String, String>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Path(uuid) = uuid.map_err(rejected)?;
     let Query(q) = q.map_err(rejected)?;
-    let node = node_ref(&uuid, version)?;
+    let node = node_ref(&uuid)?;
     let manage_boot = match q.get("manage_boot") {
         Some(v) => boolean("manage_boot", v)?,
         None => true,
@@ -98,12 +94,11 @@ pub(crate) fn status_json(n: &Status, host: &str) -> Value {
 /// `GET /v1/introspection/<node>`.
 pub async fn status(
     State(app): State<App>,
-    version: ApiVersion,
     uuid: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let Path(uuid) = uuid.map_err(rejected)?;
-    let id = resolve(&app, &uuid, version).await?;
+    let id = resolve(&app, &uuid).await?;
     let n = app.store.get(id).await?;
     let host = super::versions::request_host(&headers);
     Ok(axum::Json(status_json(&n, host)).into_response())
@@ -185,11 +180,10 @@ pub async fn list(
 /// `POST /v1/introspection/<node>/abort`: 202 once `aborting` is recorded.
 pub async fn abort(
     State(app): State<App>,
-    version: ApiVersion,
     uuid: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let Path(uuid) = uuid.map_err(rejected)?;
-    let id = resolve(&app, &uuid, version).await?;
+    let id = resolve(&app, &uuid).await?;
     app.introspector.abort(id).await?;
     Ok(accepted())
 }

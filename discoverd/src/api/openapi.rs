@@ -34,34 +34,34 @@ fn openapi() {}
 fn list() {}
 
 #[utoipa::path(post, path = "/v1/introspection/{node}", tag = "introspection",
-    params(("node" = String, Path, description = "Node UUID, or name from 1.5"),
+    params(("node" = String, Path, description = "Node UUID or name"),
         ("manage_boot" = Option<bool>, Query, description = "Set the boot device and reboot the node (1.13)")),
     responses((status = 202, description = "Recorded; the node reboots into the ramdisk"), (status = 400, description = "Refused"),
         (status = 404, description = "No such node in Ironic"), (status = 409, description = "Busy"), (status = 503, description = "Ironic or the store unavailable")))]
 fn start() {}
 
 #[utoipa::path(get, path = "/v1/introspection/{node}", tag = "introspection",
-    params(("node" = String, Path, description = "Node UUID, or name from 1.5")),
+    params(("node" = String, Path, description = "Node UUID or name")),
     responses((status = 200, description = "The status object"), (status = 404, description = "Never introspected")))]
 fn status() {}
 
 #[utoipa::path(post, path = "/v1/introspection/{node}/abort", tag = "introspection",
-    params(("node" = String, Path, description = "Node UUID, or name from 1.5")),
+    params(("node" = String, Path, description = "Node UUID or name")),
     responses((status = 202, description = "The node is aborting"), (status = 404, description = "Never introspected"), (status = 409, description = "Not waiting")))]
 fn abort() {}
 
 #[utoipa::path(get, path = "/v1/introspection/{node}/data", tag = "data",
-    params(("node" = String, Path, description = "Node UUID, or name from 1.5")),
+    params(("node" = String, Path, description = "Node UUID or name")),
     responses((status = 200, description = "Processed introspection data"), (status = 404, description = "None stored")))]
 fn data() {}
 
 #[utoipa::path(get, path = "/v1/introspection/{node}/data/unprocessed", tag = "data",
-    params(("node" = String, Path, description = "Node UUID, or name from 1.5")),
+    params(("node" = String, Path, description = "Node UUID or name")),
     responses((status = 200, description = "Raw introspection data as posted"), (status = 404, description = "None stored")))]
 fn unprocessed() {}
 
 #[utoipa::path(post, path = "/v1/introspection/{node}/data/unprocessed", tag = "data",
-    params(("node" = String, Path, description = "Node UUID, or name from 1.5")),
+    params(("node" = String, Path, description = "Node UUID or name")),
     request_body(content = Object, description = "Optional: data to reapply instead of the stored raw data (1.15)"),
     responses((status = 202, description = "The node is reapplying"), (status = 400, description = "Bad body, or nothing stored and no body"),
         (status = 404, description = "No such node or no data"), (status = 409, description = "Introspection still running"), (status = 413, description = "Body too large")))]

@@ -25,8 +25,6 @@ pub struct ApiVersion(pub u16, pub u16);
 impl ApiVersion {
     pub const MIN: ApiVersion = ApiVersion(1, 0);
     pub const MAX: ApiVersion = ApiVersion(1, 18);
-    /// Node names are accepted wherever a node UUID is.
-    pub const NAMES: ApiVersion = ApiVersion(1, 5);
     /// `POST /v1/rules` answers 201 instead of 200.
     pub const RULE_CREATED: ApiVersion = ApiVersion(1, 6);
     /// `manage_boot` on start.
@@ -59,6 +57,18 @@ fn malformed() -> ApiError {
     ApiError::bad_request("Malformed API version: expected string in form of X.Y or latest")
 }
 
+/// The 406 for a well-formed version outside the supported range.
+fn unsupported(v: impl fmt::Display) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_ACCEPTABLE,
+        format!(
+            "Unsupported API version {v}, supported range is {} to {}",
+            ApiVersion::MIN,
+            ApiVersion::MAX
+        ),
+    )
+}
+
 /// `X.Y` (digits only) or `latest`; empty means the default.
 fn parse_version(s: &str) -> Result<Option<ApiVersion>, ApiError> {
     let s = s.trim();
@@ -69,13 +79,16 @@ fn parse_version(s: &str) -> Result<Option<ApiVersion>, ApiError> {
         return Ok(Some(ApiVersion::MAX));
     }
     let (major, minor) = s.split_once('.').ok_or_else(malformed)?;
-    let num = |p: &str| {
-        if p.is_empty() || p.len() > 4 || !p.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(malformed());
-        }
-        p.parse::<u16>().map_err(|_| malformed())
-    };
-    Ok(Some(ApiVersion(num(major)?, num(minor)?)))
+    let digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    if !digits(major) || !digits(minor) {
+        return Err(malformed());
+    }
+    // Well formed but past any u16 (`99999999999.1`): out of range, a
+    // 406 as ironic-inspector answers, not a malformed 400.
+    match (major.parse::<u16>(), minor.parse::<u16>()) {
+        (Ok(a), Ok(b)) => Ok(Some(ApiVersion(a, b))),
+        _ => Err(unsupported(s)),
+    }
 }
 
 /// The version a request asks for: the inspector's header first, then
@@ -110,15 +123,7 @@ pub fn requested(headers: &HeaderMap) -> Result<ApiVersion, ApiError> {
 pub async fn negotiate(mut req: Request, next: axum::middleware::Next) -> Response {
     let mut resp = match requested(req.headers()) {
         Err(e) => e.into_response(),
-        Ok(v) if v < ApiVersion::MIN || v > ApiVersion::MAX => ApiError::new(
-            StatusCode::NOT_ACCEPTABLE,
-            format!(
-                "Unsupported API version {v}, supported range is {} to {}",
-                ApiVersion::MIN,
-                ApiVersion::MAX
-            ),
-        )
-        .into_response(),
+        Ok(v) if v < ApiVersion::MIN || v > ApiVersion::MAX => unsupported(v).into_response(),
         Ok(v) => {
             req.extensions_mut().insert(v);
             next.run(req).await
@@ -230,10 +235,14 @@ mod tests {
 
     #[test]
     fn malformed_versions_are_refused() {
-        for bad in [
-            "1", "1.", ".1", "1.2.3", "a.b", "1.-1", "+1.2", "99999.1", "1.5 x",
-        ] {
-            assert!(requested(&with(VERSION_HEADER, bad)).is_err(), "{bad}");
+        for bad in ["1", "1.", ".1", "1.2.3", "a.b", "1.-1", "+1.2", "1.5 x"] {
+            let e = requested(&with(VERSION_HEADER, bad)).err();
+            assert_eq!(e.map(|e| e.status), Some(StatusCode::BAD_REQUEST), "{bad}");
+        }
+        // Well formed, past any version: out of range (406), as the inspector.
+        for big in ["99999.1", "1.99999999999", "99999999999999999999999.0"] {
+            let e = requested(&with(VERSION_HEADER, big)).err();
+            assert_eq!(e.map(|e| e.status), Some(StatusCode::NOT_ACCEPTABLE), "{big}");
         }
         assert!(requested(&with(STANDARD_HEADER, "baremetal-introspection")).is_err());
         assert!(requested(&with(STANDARD_HEADER, "baremetal-introspection 1.x")).is_err());
