@@ -12,6 +12,7 @@ pub mod device_hints;
 #[cfg(test)]
 mod device_hints_table;
 mod example;
+mod local_link_connection;
 mod pci_devices;
 mod physnet_cidr_map;
 pub mod port_options;
@@ -147,6 +148,11 @@ pub const REGISTRY: &[(&str, Constructor)] = &[
     ("pci_devices", |s| {
         Box::new(pci_devices::PciDevices {
             aliases: s.pci_aliases.clone(),
+        })
+    }),
+    ("local_link_connection", |s| {
+        Box::new(local_link_connection::LocalLinkConnection {
+            overwrite: s.overwrite_existing,
         })
     }),
     ("physnet_cidr_map", |s| {

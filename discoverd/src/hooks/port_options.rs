@@ -97,7 +97,8 @@ pub struct PortPlan {
     pub create: Vec<(String, Option<bool>)>,
     /// Port UUIDs.
     pub delete: Vec<String>,
-    /// Port UUID and the `pxe_enabled` it must have.
+    /// Port UUID and the `pxe_enabled` it must have (ports whose
+    /// `pxe_enabled` Ironic did not list are left alone).
     pub set_pxe: Vec<(String, bool)>,
 }
 
@@ -178,7 +179,7 @@ impl PortPolicy {
             for (mac, pxe) in iface_macs(data, "interfaces") {
                 if let Some(p) = ports.iter().find(|p| p.address.eq_ignore_ascii_case(&mac))
                     && !plan.delete.contains(&p.uuid)
-                    && p.pxe_enabled != Some(pxe)
+                    && p.pxe_enabled.is_some_and(|have| have != pxe)
                 {
                     plan.set_pxe.push((p.uuid.clone(), pxe));
                 }
