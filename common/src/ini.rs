@@ -147,6 +147,21 @@ impl<'a> Section<'a> {
             .next_back()
     }
 
+    /// Every value of a repeated option (oslo.config's multi-valued
+    /// options), in file order, trimmed, empty ones dropped.
+    pub fn all(&self, key: &str) -> Vec<&'a str> {
+        self.mark(key);
+        let Some(props) = self.props else {
+            return Vec::new();
+        };
+        props
+            .iter()
+            .filter(|(k, _)| k.trim().eq_ignore_ascii_case(key))
+            .map(|(_, v)| v.trim())
+            .filter(|v| !v.is_empty())
+            .collect()
+    }
+
     /// A string option; an empty value counts as unset, as in ConfigParser
     /// users of discoverd 1.0 (`if not conf.get(...)`).
     pub fn string(&self, key: &str) -> Option<String> {

@@ -73,6 +73,12 @@ impl App {
             HookSettings {
                 overwrite_existing: config.overwrite_existing,
                 ports_for_inactive_interfaces: config.ports_for_inactive_interfaces,
+                disk_partitioning_spacing: config.hook_options.disk_partitioning_spacing,
+                add_ports: config.hook_options.add_ports,
+                keep_ports: config.hook_options.keep_ports,
+                update_pxe_enabled: config.hook_options.update_pxe_enabled,
+                pci_aliases: config.hook_options.pci_aliases.clone(),
+                cidr_map: config.hook_options.cidr_map.clone(),
             },
         )?;
         let metrics = Metrics::new();

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use common::fuzz::run;
 use discoverd::config::Config;
-use discoverd::hooks::{HookChain, HookContext, HookSettings};
+use discoverd::hooks::{HookChain, HookSettings};
 use discoverd::processing::{lookup_attributes, normalize};
 use proptest::prelude::*;
 use serde_json::Value;
@@ -95,18 +95,17 @@ fn config_loader_never_panics() {
 
 #[test]
 fn payload_path_never_panics() {
-    let chain = HookChain::from_names(
-        &[
-            "ramdisk_error".into(),
-            "scheduler".into(),
-            "validate_interfaces".into(),
-            "example".into(),
-        ],
-        HookSettings::default(),
-    )
+    // Every hook, so the new ones (root device hints, PCI, physnet) are
+    // fuzzed too.
+    let names: Vec<String> = discoverd::hooks::known()
+        .iter()
+        .map(|n| (*n).to_owned())
+        .collect();
+    let chain = HookChain::from_names(&names, HookSettings::default()).unwrap_or_else(|e| panic!("{e}"));
+    let node: discoverd::ironic::Node = serde_json::from_value(serde_json::json!({"uuid": "u",
+        "properties": {"root_device": {"size": ">= 1", "model": "<in> a"},
+                       "skip_block_devices": [{"rotational": true}]}}))
     .unwrap_or_else(|e| panic!("{e}"));
-    let node: discoverd::ironic::Node =
-        serde_json::from_value(serde_json::json!({"uuid": "u"})).unwrap_or_else(|e| panic!("{e}"));
     run("continue_payload", json(), |v| {
         if let Ok(mut data) = normalize(v)
             && chain.before_processing(&mut data).is_ok()
@@ -117,11 +116,7 @@ fn payload_path_never_panics() {
                 .iter()
                 .filter_map(|m| serde_json::from_value(serde_json::json!({"uuid": "p", "address": m})).ok())
                 .collect();
-            let _ = chain.before_update(&HookContext {
-                node: &node,
-                ports: &ports,
-                data: &data,
-            });
+            let _ = chain.before_update(&node, &ports, &mut data);
         }
         Ok(())
     });

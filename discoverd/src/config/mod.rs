@@ -13,6 +13,7 @@ use std::time::Duration;
 use common::ini::{ConfigError, IniFile, Section};
 use common::{FilterMode, InterfaceName};
 
+pub mod processing;
 mod values;
 
 pub use values::{
@@ -149,6 +150,8 @@ pub struct Config {
     /// Open connections at most; at the cap the oldest one still waiting
     /// for a request is closed to make room.
     pub max_connections: usize,
+    // --- ironic-inspector's hook options (issue 14; config/processing.rs) ---
+    pub hook_options: processing::HookOptions,
 }
 
 impl Config {
@@ -160,7 +163,23 @@ impl Config {
 
     /// Builds the configuration from a parsed file.
     pub fn from_ini(file: &IniFile) -> Result<Self, ConfigError> {
-        Self::from_section(&file.section(SECTION), file.path())
+        let section = file.section(SECTION);
+        let mut cfg = Self::from_section(&section, file.path())?;
+        cfg.hook_options = processing::read(file)?;
+        if let Some(hooks) = cfg.hook_options.processing_hooks.clone() {
+            if let Some(v) = section.raw("processing_hooks") {
+                return Err(section.bad_value(
+                    "processing_hooks",
+                    v,
+                    "the hooks are also set in [processing]; set them in one place",
+                ));
+            }
+            cfg.processing_hooks = hooks;
+        }
+        if let Some(o) = cfg.hook_options.overwrite_existing {
+            cfg.overwrite_existing = o;
+        }
+        Ok(cfg)
     }
 
     /// Every option name this section understands, lower-cased.
@@ -241,6 +260,7 @@ impl Config {
             http_header_timeout: positive(s, "http_header_timeout", 10.0)?,
             http_idle_timeout: positive(s, "http_idle_timeout", 60.0)?,
             max_connections: max_connections(s)?,
+            hook_options: processing::HookOptions::default(),
         };
         // `authenticate` is read inside auth_strategy(); everything else
         // present in the section must have been asked for by now.

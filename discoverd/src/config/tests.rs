@@ -240,3 +240,84 @@ fn secrets_do_not_leak_through_debug() -> Result<(), ConfigError> {
     assert!(!format!("{c:?}").contains("hunter2"));
     Ok(())
 }
+
+#[test]
+fn inspector_hook_options_are_read_from_its_sections() -> Result<(), ConfigError> {
+    let base = "[discoverd]\ndatabase = /x\n";
+    // 1.0: [discoverd] processing_hooks, 1.0 port behaviour.
+    let c = parse(DISCOVERD_1_0_CONF)?;
+    assert_eq!(
+        c.processing_hooks,
+        ["ramdisk_error", "scheduler", "validate_interfaces"]
+    );
+    assert_eq!(c.hook_options, processing::HookOptions::default());
+    // The inspector's defaults, with $default_processing_hooks expanded.
+    let c = parse(&format!(
+        "{base}[processing]\nprocessing_hooks = $default_processing_hooks,lldp_basic\n\
+         add_ports = pxe\nkeep_ports = present\noverwrite_existing = true\n\
+         [pci_devices]\nalias = {{\"vendor_id\": \"8086\", \"product_id\": \"1572\", \"name\": \"nic\"}}\n\
+         alias = {{\"vendor_id\": \"10de\", \"product_id\": \"1eb8\", \"name\": \"gpu\"}}\n\
+         [port_physnet]\ncidr_map = 10.10.0.0/24:physnet_a, fd00::/64:physnet_b\n"
+    ))?;
+    assert_eq!(
+        c.processing_hooks,
+        [
+            "ramdisk_error",
+            "root_disk_selection",
+            "scheduler",
+            "validate_interfaces",
+            "capabilities",
+            "pci_devices",
+            "lldp_basic"
+        ]
+    );
+    assert_eq!(
+        c.hook_options.add_ports,
+        Some(crate::hooks::port_options::AddPorts::Pxe)
+    );
+    assert!(c.overwrite_existing);
+    assert_eq!(c.hook_options.pci_aliases.len(), 2);
+    assert_eq!(c.hook_options.cidr_map[1].1, "physnet_b");
+    let c = parse(&format!(
+        "{base}[processing]\ndefault_processing_hooks = scheduler\n"
+    ))?;
+    assert_eq!(c.processing_hooks, ["scheduler"]);
+    Ok(())
+}
+
+#[test]
+fn bad_hook_options_name_section_option_and_value() {
+    let base = "[discoverd]\ndatabase = /x\n";
+    let err = |extra: &str| {
+        parse(&format!("{base}{extra}"))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    };
+    let e = err("[processing]\nadd_ports = some\n");
+    assert!(e.contains("[processing] add_ports = \"some\""), "{e}");
+    let e = err("[processing]\nkeep_ports = none\n");
+    assert!(e.contains("[processing] keep_ports"), "{e}");
+    let e = err("[processing]\nadd_ports = disabled\nkeep_ports = added\n");
+    assert!(
+        e.contains("keep_ports") && e.contains("set keep_ports to all"),
+        "{e}"
+    );
+    let e = err("[pci_devices]\nalias = {\"vendor_id\": \"8086\"\n");
+    assert!(e.contains("[pci_devices] alias") && e.contains("not JSON"), "{e}");
+    let e = err("[pci_devices]\nalias = {\"vendor_id\": \"8086\", \"name\": \"x\"}\n");
+    assert!(e.contains("exactly the keys"), "{e}");
+    let e = err("[port_physnet]\ncidr_map = 10.10.0.0/24\n");
+    assert!(e.contains("[port_physnet] cidr_map = \"10.10.0.0/24\""), "{e}");
+    let e = err("[port_physnet]\ncidr_map = 10.10.0.300/24:a\n");
+    assert!(e.contains("not a network"), "{e}");
+    let e = err("[port_physnet]\ncidr_map = 10.10.0.1/24:a\n");
+    assert!(e.contains("host bits"), "{e}");
+    let e = err("[processing]\nadd_port = pxe\n");
+    assert!(e.contains("[processing] has unknown option \"add_port\""), "{e}");
+    let e = parse("[discoverd]\ndatabase = /x\nprocessing_hooks = scheduler\n[processing]\nprocessing_hooks = scheduler\n")
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(e.contains("also set in [processing]"), "{e}");
+}

@@ -37,6 +37,26 @@ fn parse_caps(s: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The node's `properties.capabilities` with `new` merged in as the
+/// inspector's `update_capabilities` does: existing keys keep their place
+/// and get the new value, new keys are appended.
+pub(super) fn merge_capabilities(node: &crate::ironic::Node, new: &[(&str, String)]) -> String {
+    let existing = node
+        .properties
+        .get("capabilities")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let mut caps = parse_caps(existing);
+    for (cap, value) in new {
+        match caps.iter_mut().find(|(k, _)| k == cap) {
+            Some((_, v)) => v.clone_from(value),
+            None => caps.push(((*cap).to_owned(), value.clone())),
+        }
+    }
+    let joined: Vec<String> = caps.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+    joined.join(",")
+}
+
 impl ProcessingHook for Capabilities {
     fn name(&self) -> &'static str {
         "capabilities"
@@ -63,22 +83,10 @@ impl ProcessingHook for Capabilities {
         if new.is_empty() {
             return Ok(None);
         }
-        let existing = ctx
-            .node
-            .properties
-            .get("capabilities")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        let mut caps = parse_caps(existing);
-        for cap in new {
-            match caps.iter_mut().find(|(k, _)| k == cap) {
-                Some((_, v)) => *v = "true".into(),
-                None => caps.push((cap.to_owned(), "true".into())),
-            }
-        }
-        let joined: Vec<String> = caps.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+        let new: Vec<(&str, String)> = new.into_iter().map(|c| (c, "true".to_owned())).collect();
+        let joined = merge_capabilities(ctx.node, &new);
         Ok(Some(HookPatches {
-            node: vec![PatchOp::add("/properties/capabilities", joined.join(","))],
+            node: vec![PatchOp::add("/properties/capabilities", joined)],
             ..HookPatches::default()
         }))
     }

@@ -8,16 +8,26 @@
 //! and add one line to [`REGISTRY`].
 
 mod capabilities;
+pub mod device_hints;
+#[cfg(test)]
+mod device_hints_table;
 mod example;
+mod local_link_connection;
+mod pci_devices;
+mod physnet_cidr_map;
+pub mod port_options;
 mod ramdisk_error;
+mod root_disk_selection;
 mod scheduler;
 mod validate_interfaces;
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 
+use crate::config::processing::PciAlias;
 use crate::ironic::{Node, PatchOp, Port};
 use crate::processing::payload::Data;
+use port_options::{AddPorts, KeepPorts, PortPolicy};
 
 /// A hook's refusal; the message is what the ramdisk and status show.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -31,19 +41,65 @@ pub struct UnknownHook {
     pub name: String,
 }
 
-/// Patches one hook proposes: for the node, and per MAC (Ironic's
-/// lower-case form) for that node's port.
+/// Patches one hook proposes: for the node, per MAC (Ironic's
+/// lower-case form) for that node's port, and top-level keys of the
+/// processed data to set (later hooks, the rules and the stored data see
+/// them).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct HookPatches {
     pub node: Vec<PatchOp>,
     pub ports: BTreeMap<String, Vec<PatchOp>>,
+    pub data: Vec<(String, serde_json::Value)>,
 }
 
 /// Options the hooks read.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone)]
 pub struct HookSettings {
     pub overwrite_existing: bool,
     pub ports_for_inactive_interfaces: bool,
+    /// `[processing] disk_partitioning_spacing`: leave 1 GiB of the root
+    /// disk out of `local_gb`.
+    pub disk_partitioning_spacing: bool,
+    /// `[processing] add_ports`; unset: 1.0's choice (`active`, or `all`
+    /// with `ports_for_inactive_interfaces`).
+    pub add_ports: Option<AddPorts>,
+    pub keep_ports: KeepPorts,
+    pub update_pxe_enabled: bool,
+    /// `[pci_devices] alias`.
+    pub pci_aliases: Vec<PciAlias>,
+    /// `[port_physnet] cidr_map`.
+    pub cidr_map: Vec<(ipnet::IpNet, String)>,
+}
+
+impl HookSettings {
+    /// The port options in force.
+    pub fn port_policy(&self) -> PortPolicy {
+        PortPolicy {
+            add_ports: self.add_ports.unwrap_or(if self.ports_for_inactive_interfaces {
+                AddPorts::All
+            } else {
+                AddPorts::Active
+            }),
+            keep_ports: self.keep_ports,
+            update_pxe_enabled: self.update_pxe_enabled,
+            overwrite_existing: self.overwrite_existing,
+        }
+    }
+}
+
+impl Default for HookSettings {
+    fn default() -> Self {
+        HookSettings {
+            overwrite_existing: false,
+            ports_for_inactive_interfaces: false,
+            disk_partitioning_spacing: true,
+            add_ports: None,
+            keep_ports: KeepPorts::All,
+            update_pxe_enabled: true,
+            pci_aliases: Vec::new(),
+            cidr_map: Vec::new(),
+        }
+    }
 }
 
 /// What a hook sees before the update: the node as Ironic has it, every
@@ -78,11 +134,33 @@ pub const REGISTRY: &[(&str, Constructor)] = &[
     }),
     ("validate_interfaces", |s| {
         Box::new(validate_interfaces::ValidateInterfaces {
-            compat: s.ports_for_inactive_interfaces,
+            add_ports: s.port_policy().add_ports,
         })
     }),
     ("example", |_| Box::new(example::Example)),
     ("capabilities", |_| Box::new(capabilities::Capabilities)),
+    ("root_disk_selection", |s| {
+        Box::new(root_disk_selection::RootDiskSelection {
+            overwrite: s.overwrite_existing,
+            partitioning_spacing: s.disk_partitioning_spacing,
+        })
+    }),
+    ("pci_devices", |s| {
+        Box::new(pci_devices::PciDevices {
+            aliases: s.pci_aliases.clone(),
+        })
+    }),
+    ("local_link_connection", |s| {
+        Box::new(local_link_connection::LocalLinkConnection {
+            overwrite: s.overwrite_existing,
+        })
+    }),
+    ("physnet_cidr_map", |s| {
+        Box::new(physnet_cidr_map::PhysnetCidrMap {
+            cidr_map: s.cidr_map.clone(),
+            overwrite: s.overwrite_existing,
+        })
+    }),
 ];
 
 /// The names in [`REGISTRY`].
@@ -94,6 +172,7 @@ pub fn known() -> Vec<&'static str> {
 #[derive(Debug)]
 pub struct HookChain {
     hooks: Vec<Box<dyn ProcessingHook>>,
+    ports: PortPolicy,
 }
 
 impl HookChain {
@@ -108,7 +187,15 @@ impl HookChain {
                     .ok_or_else(|| UnknownHook { name: n.clone() })
             })
             .collect::<Result<_, _>>()?;
-        Ok(HookChain { hooks })
+        Ok(HookChain {
+            hooks,
+            ports: settings.port_policy(),
+        })
+    }
+
+    /// The port options the processing flow applies.
+    pub fn port_policy(&self) -> &PortPolicy {
+        &self.ports
     }
 
     pub fn names(&self) -> Vec<&'static str> {
@@ -130,20 +217,51 @@ impl HookChain {
     }
 
     /// Every hook's `before_update`, merged as 1.0 does (spec §5.3 step 2):
-    /// node patches concatenated; port patches replaced per MAC by later
-    /// hooks; then patches for MACs that are not ports of the node, and
-    /// empty ones, dropped.
-    pub fn before_update(&self, ctx: &HookContext<'_>) -> Result<HookPatches, HookError> {
+    /// node patches concatenated; port patches merged per MAC, a later
+    /// hook's operation replacing an earlier one on the same path; then patches for MACs that are not ports of the node, and
+    /// empty ones, dropped. Each hook's data changes are made to `data`
+    /// before the next hook runs.
+    pub fn before_update(
+        &self,
+        node: &Node,
+        ports: &[Port],
+        data: &mut Data,
+    ) -> Result<HookPatches, HookError> {
         let mut merged = HookPatches::default();
+        // Later hooks see the node as the earlier ones' patches leave it
+        // (two hooks adding capabilities keep both, as in the inspector).
+        let mut current = node.clone();
         for h in &self.hooks {
-            if let Some(p) = h.before_update(ctx)? {
+            let ctx = HookContext {
+                node: &current,
+                ports,
+                data,
+            };
+            if let Some(p) = h.before_update(&ctx)? {
+                if !p.node.is_empty()
+                    && let Ok(v) = serde_json::to_value(&current)
+                    && let Ok(n) = serde_json::from_value(crate::rules::patched(&v, &p.node))
+                {
+                    current = n;
+                }
                 merged.node.extend(p.node);
-                merged.ports.extend(p.ports);
+                // Per port, a later hook's operation on a path replaces an
+                // earlier one's; operations on other paths are kept.
+                for (mac, ops) in p.ports {
+                    let have = merged.ports.entry(mac).or_default();
+                    for op in ops {
+                        have.retain(|o| o.path() != op.path());
+                        have.push(op);
+                    }
+                }
+                for (k, v) in p.data {
+                    data.insert(k, v);
+                }
             }
         }
-        merged.ports.retain(|mac, ops| {
-            !ops.is_empty() && ctx.ports.iter().any(|p| p.address.eq_ignore_ascii_case(mac))
-        });
+        merged
+            .ports
+            .retain(|mac, ops| !ops.is_empty() && ports.iter().any(|p| p.address.eq_ignore_ascii_case(mac)));
         Ok(merged)
     }
 }
@@ -164,7 +282,7 @@ mod tests {
     }
 
     fn update(c: &HookChain, node: &Node, ports: &[Port], data: &Data) -> Result<HookPatches, HookError> {
-        c.before_update(&HookContext { node, ports, data })
+        c.before_update(node, ports, &mut data.clone())
     }
 
     fn node(props: Value) -> Node {
@@ -272,6 +390,43 @@ mod tests {
     }
 
     #[test]
+    fn add_ports_chooses_the_interfaces() -> Result<(), HookError> {
+        let data = || -> Data {
+            serde_json::from_value(json!({
+                "boot_interface": "01-aa-00-00-00-00-02",
+                "interfaces": {
+                    "lo": {"mac": "00:00:00:00:00:00", "ip": "127.0.0.1"},
+                    "eth0": {"mac": "aa:00:00:00:00:01", "ip": "10.0.0.1"},
+                    "eth1": {"mac": "AA:00:00:00:00:02", "ip": "10.0.0.2"},
+                    "eth2": {"mac": "aa:00:00:00:00:03", "ip": null}}
+            }))
+            .unwrap_or_default()
+        };
+        let chosen = |add: Option<AddPorts>| -> Result<Value, HookError> {
+            let c = chain(
+                &["validate_interfaces"],
+                HookSettings {
+                    add_ports: add,
+                    ..HookSettings::default()
+                },
+            );
+            let mut d = data();
+            c.before_processing(&mut d)?;
+            assert_eq!(d["all_interfaces"].as_object().map(|m| m.len()), Some(4));
+            assert_eq!(d["all_interfaces"]["eth1"]["pxe"], json!(true));
+            assert_eq!(d["all_interfaces"]["eth0"]["pxe"], json!(false));
+            Ok(d["macs"].clone())
+        };
+        assert_eq!(chosen(Some(AddPorts::Pxe))?, json!(["AA:00:00:00:00:02"]));
+        assert_eq!(chosen(None)?, json!(["aa:00:00:00:00:01", "AA:00:00:00:00:02"]));
+        assert_eq!(
+            chosen(Some(AddPorts::All))?,
+            json!(["aa:00:00:00:00:01", "AA:00:00:00:00:02", "aa:00:00:00:00:03"])
+        );
+        Ok(())
+    }
+
+    #[test]
     fn every_registered_hook_constructs_and_names_itself() {
         let names: Vec<String> = known().iter().map(|n| (*n).to_owned()).collect();
         let c = HookChain::from_names(&names, HookSettings::default()).unwrap_or_else(|e| panic!("{e}"));
@@ -321,6 +476,7 @@ mod tests {
                 Box::new(PortHook("11:22:33:44:55:66", "first")),
                 Box::new(PortHook("11:22:33:44:55:66", "second")),
             ],
+            ports: PortPolicy::default(),
         };
         // Existing ports are patched too (not only those created in this
         // run); a MAC that is no port of the node is dropped.

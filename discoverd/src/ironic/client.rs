@@ -164,7 +164,7 @@ impl IronicClient {
     /// `GET /v1/nodes/{uuid}/ports`, all pages.
     pub async fn list_node_ports(&self, uuid: &str) -> Result<Vec<Port>, IronicError> {
         self.ports(
-            format!("/v1/nodes/{uuid}/ports?limit={PAGE}&fields=uuid,address,node_uuid,extra"),
+            format!("/v1/nodes/{uuid}/ports?limit={PAGE}&fields=uuid,address,node_uuid,extra,pxe_enabled,physical_network,local_link_connection"),
             "/v1/nodes/{uuid}/ports",
         )
         .await
@@ -257,7 +257,21 @@ impl IronicClient {
     /// the result is a `Conflict`; if there is none the 409 was a lock
     /// and is retried.
     pub async fn create_port(&self, node_uuid: &str, address: &str) -> Result<Port, IronicError> {
-        let body = serde_json::json!({"node_uuid": node_uuid, "address": address});
+        self.create_port_with(node_uuid, address, None).await
+    }
+
+    /// [`Self::create_port`] with `pxe_enabled` set (Ironic's default,
+    /// `true`, when `None`).
+    pub async fn create_port_with(
+        &self,
+        node_uuid: &str,
+        address: &str,
+        pxe_enabled: Option<bool>,
+    ) -> Result<Port, IronicError> {
+        let mut body = serde_json::json!({"node_uuid": node_uuid, "address": address});
+        if let Some(pxe) = pxe_enabled {
+            body["pxe_enabled"] = Value::Bool(pxe);
+        }
         let req = Req {
             call: "create_port",
             method: Method::POST,
@@ -388,6 +402,25 @@ impl IronicClient {
                 api_version: format!("{maj}.{min}"),
                 ..self.clone()
             },
+        }
+    }
+
+    /// `DELETE /v1/ports/{uuid}`; a port already gone is not an error, so
+    /// a replay is harmless.
+    pub async fn delete_port(&self, uuid: &str) -> Result<(), IronicError> {
+        match self
+            .call(&Req {
+                call: "delete_port",
+                method: Method::DELETE,
+                path: &format!("/v1/ports/{uuid}"),
+                template: "/v1/ports/{uuid}",
+                body: None,
+            })
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e),
         }
     }
 

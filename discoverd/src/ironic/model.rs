@@ -58,6 +58,13 @@ pub struct Port {
     pub node_uuid: Option<String>,
     #[serde(default)]
     pub extra: Map<String, Value>,
+    /// Whether the node boots from this NIC (`None` when not listed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pxe_enabled: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub physical_network: Option<String>,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub local_link_connection: Map<String, Value>,
 }
 
 /// One RFC 6902 operation of a PATCH request.
@@ -72,6 +79,13 @@ pub enum PatchOp {
 impl PatchOp {
     pub fn add(path: impl Into<String>, value: impl Into<Value>) -> Self {
         PatchOp::Add {
+            path: path.into(),
+            value: value.into(),
+        }
+    }
+
+    pub fn replace(path: impl Into<String>, value: impl Into<Value>) -> Self {
+        PatchOp::Replace {
             path: path.into(),
             value: value.into(),
         }

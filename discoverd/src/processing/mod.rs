@@ -6,6 +6,7 @@
 mod error;
 mod finish;
 pub mod payload;
+mod ports;
 mod preprocess;
 mod reapply;
 mod rules;
@@ -26,9 +27,9 @@ use tracing::Instrument;
 
 use crate::backoff::BackoffSettings;
 use crate::domain::{NodeId, State, Transition};
-use crate::hooks::{HookChain, HookContext};
+use crate::hooks::HookChain;
 use crate::introspection::{Lifecycle, MoveError, Outcome, ipmi_option, ipmi_reply};
-use crate::ironic::{IronicClient, IronicError, Node, PatchOp, Port, within_budget};
+use crate::ironic::{IronicClient, IronicError, Node, PatchOp, within_budget};
 use crate::store::{DataKind, LookupKey, Status, StoreError};
 use crate::tasks::Tasks;
 
@@ -150,7 +151,7 @@ impl Processor {
                 self.keep_data(node, DataKind::Raw, raw).await;
             }
             let budget = self.settings.request_retry_budget;
-            match within_budget(budget, self.update(node, &data)).await {
+            match within_budget(budget, self.update(node, &mut data)).await {
                 Ok(reply) => Ok(reply),
                 Err(e) if e.is_transient() => Err(self.requeue(node, e).await),
                 Err(e) => {
@@ -235,7 +236,7 @@ impl Processor {
 
     /// §5.3: ports, hooks, node and port patches, then the reply and the
     /// finishing steps in the background.
-    async fn update(&self, id: NodeId, data: &Data) -> Result<Value, ProcessError> {
+    async fn update(&self, id: NodeId, data: &mut Data) -> Result<Value, ProcessError> {
         let uuid = id.to_string();
         let (node, node_ops) = self.apply(id, data).await?;
         self.keep_data(id, DataKind::Processed, &Value::Object(data.clone()))
@@ -275,7 +276,7 @@ impl Processor {
     /// Ports, hooks and port patches; the node as Ironic had it before and
     /// the hooks' node changes, which the caller sends (the finish, in its
     /// one PATCH after power-off; a reapply, at once).
-    async fn apply(&self, id: NodeId, data: &Data) -> Result<(Node, Vec<PatchOp>), ProcessError> {
+    async fn apply(&self, id: NodeId, data: &mut Data) -> Result<(Node, Vec<PatchOp>), ProcessError> {
         let uuid = id.to_string();
         let fail = |what: &'static str| {
             move |source: IronicError| ProcessError::Ironic {
@@ -290,11 +291,7 @@ impl Processor {
             Err(source) => return Err(ProcessError::IronicGet { node: id, source }),
         };
         let ports = self.ports(id, &node, data).await?;
-        let mut patches = self.hooks.before_update(&HookContext {
-            node: &node,
-            ports: &ports,
-            data,
-        })?;
+        let mut patches = self.hooks.before_update(&node, &ports, data)?;
         let rules = self.apply_rules(&node, &mut patches.node, data).await?;
         self.send_traits(id, &rules).await?;
         // The node's own changes (the hooks' and the rules') are sent with
@@ -314,34 +311,5 @@ impl Processor {
             "node updated"
         );
         Ok((node, patches.node))
-    }
-
-    /// Every port of the node: those Ironic has, plus one created for
-    /// each reported MAC it lacks (no request for a port that exists).
-    async fn ports(&self, id: NodeId, node: &Node, data: &Data) -> Result<Vec<Port>, ProcessError> {
-        let fail = |what: &'static str| {
-            move |source: IronicError| ProcessError::Ironic {
-                node: id,
-                what,
-                source,
-            }
-        };
-        let mut ports = self
-            .ironic
-            .list_node_ports(&node.uuid)
-            .await
-            .map_err(fail("list the ports"))?;
-        for mac in lookup_attributes(data).macs {
-            if ports.iter().any(|p| p.address.eq_ignore_ascii_case(&mac)) {
-                continue;
-            }
-            match self.ironic.create_port(&node.uuid, &mac).await {
-                Ok(port) => ports.push(port),
-                // Another node's port, or created meanwhile: 1.0 skips it.
-                Err(e) if e.is_conflict() => tracing::info!(%mac, "port already exists, skipping: {e}"),
-                Err(e) => return Err(fail("create a port")(e)),
-            }
-        }
-        Ok(ports)
     }
 }

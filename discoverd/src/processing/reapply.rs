@@ -77,7 +77,7 @@ impl Processor {
         let result = async {
             let mut data = normalize(raw)?;
             self.hooks.before_processing(&mut data)?;
-            let (_, ops) = self.apply(node, &data).await?;
+            let (_, ops) = self.apply(node, &mut data).await?;
             if !ops.is_empty() {
                 self.ironic
                     .patch_node(&node.to_string(), &ops)

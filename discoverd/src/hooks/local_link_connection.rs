@@ -1,0 +1,217 @@
+//! `local_link_connection` (ironic-inspector
+//! `plugins/local_link_connection.py`): the raw LLDP TLVs IPA reports per
+//! interface (`lldp_raw[name]`, else `inventory.interfaces[].lldp`, as
+//! `[type, "hex"]` pairs) give the interface's port its
+//! `local_link_connection`: the Chassis ID TLV (1) with the MAC subtype
+//! (4) is `switch_id`, the Port ID TLV (2) is `port_id` (the string
+//! subtypes as text, the MAC subtype as `aa:bb:…`, the network-address
+//! subtype as the address). Values already on the port are kept unless
+//! `overwrite_existing`. A TLV that is not hex, is too short, is not
+//! UTF-8 or has an unknown subtype is skipped with a debug log (the
+//! inspector failed on some of these with an internal error).
+
+use serde_json::Value;
+
+use super::{HookContext, HookError, HookPatches, ProcessingHook};
+use crate::ironic::PatchOp;
+
+#[derive(Debug)]
+pub(super) struct LocalLinkConnection {
+    pub overwrite: bool,
+}
+
+fn hex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| s.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
+        .collect()
+}
+
+fn mac(b: &[u8]) -> Option<String> {
+    (b.len() >= 6).then(|| {
+        b[..6]
+            .iter()
+            .map(|x| format!("{x:02x}"))
+            .collect::<Vec<_>>()
+            .join(":")
+    })
+}
+
+/// An IANA address (family byte, then the address), as text.
+fn iana(b: &[u8]) -> Option<String> {
+    let (family, rest) = b.split_first()?;
+    match family {
+        1 => {
+            let a: [u8; 4] = rest.get(..4)?.try_into().ok()?;
+            Some(std::net::Ipv4Addr::from(a).to_string())
+        }
+        2 => {
+            let a: [u8; 16] = rest.get(..16)?.try_into().ok()?;
+            Some(std::net::Ipv6Addr::from(a).to_string())
+        }
+        6 => mac(rest),
+        _ => None,
+    }
+}
+
+/// `(item, value)` of one TLV, when it is one this hook uses.
+pub(super) fn link_item(tlv_type: u64, value: &[u8]) -> Option<(&'static str, String)> {
+    let (subtype, rest) = value.split_first()?;
+    let text = || std::str::from_utf8(rest).ok().map(str::to_owned);
+    let (item, v) = match (tlv_type, subtype) {
+        (1, 4) => ("switch_id", mac(rest)?),
+        (2, 1 | 2 | 5 | 7) => ("port_id", text()?),
+        (2, 3) => ("port_id", mac(rest)?),
+        (2, 4) => ("port_id", iana(rest)?),
+        _ => return None,
+    };
+    (!v.is_empty()).then_some((item, v))
+}
+
+impl ProcessingHook for LocalLinkConnection {
+    fn name(&self) -> &'static str {
+        "local_link_connection"
+    }
+
+    fn before_update(&self, ctx: &HookContext<'_>) -> Result<Option<HookPatches>, HookError> {
+        let Some(ifaces) = ctx
+            .data
+            .get("inventory")
+            .and_then(|i| i.get("interfaces"))
+            .and_then(Value::as_array)
+        else {
+            return Ok(None);
+        };
+        let known = ctx.data.get("all_interfaces").and_then(Value::as_object);
+        let raw = ctx.data.get("lldp_raw").and_then(Value::as_object);
+        let mut patches = HookPatches::default();
+        for iface in ifaces {
+            let (Some(name), Some(mac)) = (
+                iface.get("name").and_then(Value::as_str),
+                iface.get("mac_address").and_then(Value::as_str),
+            ) else {
+                continue;
+            };
+            if !known.is_some_and(|k| k.contains_key(name)) {
+                continue;
+            }
+            let Some(port) = ctx.ports.iter().find(|p| p.address.eq_ignore_ascii_case(mac)) else {
+                continue;
+            };
+            let tlvs = raw
+                .and_then(|r| r.get(name))
+                .filter(|v| crate::processing::payload::truthy(Some(v)))
+                .or_else(|| iface.get("lldp"))
+                .and_then(Value::as_array);
+            let Some(tlvs) = tlvs else {
+                tracing::debug!(interface = name, "no LLDP data");
+                continue;
+            };
+            let mut ops: Vec<PatchOp> = Vec::new();
+            for tlv in tlvs {
+                let parsed = tlv.as_array().and_then(|t| match t.as_slice() {
+                    [ty, v] => Some((ty.as_u64()?, hex(v.as_str()?)?)),
+                    _ => None,
+                });
+                let Some((ty, bytes)) = parsed else {
+                    tracing::debug!(interface = name, "malformed LLDP TLV skipped");
+                    continue;
+                };
+                let Some((item, value)) = link_item(ty, &bytes) else {
+                    continue;
+                };
+                if !self.overwrite && port.local_link_connection.contains_key(item) {
+                    continue;
+                }
+                let path = format!("/local_link_connection/{item}");
+                ops.retain(|o| o.path() != path);
+                ops.push(PatchOp::add(path, value));
+            }
+            if !ops.is_empty() {
+                patches.ports.insert(port.address.to_ascii_lowercase(), ops);
+            }
+        }
+        Ok(Some(patches))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// TLVs as IPA sends them (captured from real switches' LLDP frames).
+    #[test]
+    fn tlvs_as_ipa_sends_them() {
+        let t = |ty: u64, h: &str| hex(h).and_then(|b| link_item(ty, &b));
+        let s = |item: &'static str, v: &str| Some((item, v.to_owned()));
+        // Chassis ID, MAC subtype.
+        assert_eq!(t(1, "04885a92ec5459"), s("switch_id", "88:5a:92:ec:54:59"));
+        // Chassis ID, locally assigned (7): not a switch_id.
+        assert_eq!(t(1, "0773772d31"), None);
+        // Port ID: interface name (5), "Ethernet1/18"; local (7), "gi0/1".
+        assert_eq!(t(2, "0545746865726e6574312f3138"), s("port_id", "Ethernet1/18"));
+        assert_eq!(t(2, "076769302f31"), s("port_id", "gi0/1"));
+        // Port ID: MAC (3) and IPv4 network address (4).
+        assert_eq!(t(2, "03885a92ec5460"), s("port_id", "88:5a:92:ec:54:60"));
+        assert_eq!(t(2, "04010a000001"), s("port_id", "10.0.0.1"));
+        // Odd ones: truncated MAC, bad UTF-8, unknown subtype, empty, not hex.
+        assert_eq!(t(1, "04885a92"), None);
+        assert_eq!(t(2, "05ff"), None);
+        assert_eq!(t(2, "09aa"), None);
+        assert_eq!(t(2, "05"), None);
+        assert_eq!(t(2, ""), None);
+        assert_eq!(hex("0g"), None);
+        assert_eq!(hex("abc"), None);
+        // Other TLVs (TTL, system name) are not used.
+        assert_eq!(t(3, "0078"), None);
+    }
+
+    #[test]
+    fn ports_get_switch_and_port_ids() -> Result<(), HookError> {
+        use crate::ironic::{Node, Port};
+        use crate::processing::Data;
+        use serde_json::json;
+        let e = |e: serde_json::Error| HookError(e.to_string());
+        let node: Node = serde_json::from_value(json!({"uuid": "u"})).map_err(e)?;
+        let ports: Vec<Port> = serde_json::from_value(json!([
+            {"uuid": "p1", "address": "3c:fd:fe:9c:87:60", "local_link_connection": {"port_id": "old"}},
+            {"uuid": "p2", "address": "3c:fd:fe:9c:87:61"}]))
+        .map_err(e)?;
+        let data: Data = serde_json::from_value(json!({
+            "inventory": {"interfaces": [
+                {"name": "eno1", "mac_address": "3c:fd:fe:9c:87:60",
+                 "lldp": [[1, "04885a92ec5459"], [2, "0545746865726e6574312f3132"]]},
+                {"name": "eno2", "mac_address": "3c:fd:fe:9c:87:61", "lldp": [[1, "zz"], "junk", [2]]}]},
+            "lldp_raw": {"eno2": [[2, "076769302f31"], [5, "7377"]]},
+            "all_interfaces": {"eno1": {}, "eno2": {}}}))
+        .map_err(e)?;
+        let ctx = HookContext {
+            node: &node,
+            ports: &ports,
+            data: &data,
+        };
+        let p = LocalLinkConnection { overwrite: false }
+            .before_update(&ctx)?
+            .unwrap_or_default();
+        assert_eq!(
+            p.ports["3c:fd:fe:9c:87:60"],
+            [PatchOp::add(
+                "/local_link_connection/switch_id",
+                "88:5a:92:ec:54:59"
+            )]
+        );
+        // lldp_raw wins over the inventory's lldp.
+        assert_eq!(
+            p.ports["3c:fd:fe:9c:87:61"],
+            [PatchOp::add("/local_link_connection/port_id", "gi0/1")]
+        );
+        let p = LocalLinkConnection { overwrite: true }
+            .before_update(&ctx)?
+            .unwrap_or_default();
+        assert_eq!(p.ports["3c:fd:fe:9c:87:60"].len(), 2);
+        Ok(())
+    }
+}
