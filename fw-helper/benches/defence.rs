@@ -11,7 +11,8 @@
 //! check): the time from an external `iptables -F IRONIC_DISCOVERD_MACS`
 //! committed to the helper's restore committed (the next nf_tables
 //! transaction: the check itself only reads). It is mostly the wait for
-//! the next check, so median and worst are printed.
+//! the next check (the flushes are staggered over the interval), so median
+//! and worst are printed.
 //! `DISCOVERD_BENCH_DEFENCE=iptables` runs only that part.
 
 use std::process::Command;
@@ -219,7 +220,11 @@ fn iptables_rows(rt: &tokio::runtime::Runtime, dir: &std::path::Path) {
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(matches!(reply.body, ReplyBody::Applied(_)), "{reply:?}");
         let mut took = Vec::new();
-        for _ in 0..RUNS {
+        for run in 0..RUNS {
+            // Each run starts right after the last restore, so just after
+            // a check: stagger the flush over the interval, as a stranger
+            // would land at any phase of it.
+            std::thread::sleep(Duration::from_millis(1000 * run as u64 / RUNS as u64));
             let watch = Watch::open().unwrap_or_else(|e| panic!("{e}"));
             let ok = Command::new("iptables-nft")
                 .args(["-F", "IRONIC_DISCOVERD_MACS"])
