@@ -301,6 +301,8 @@ async fn iptables_flushed_removed_hand_edited_and_unhooked_chains_are_restored()
         wait_for("the restore logged", back_within, || {
             Ok((restored_lines(&h) > i).then_some(()))
         })?;
+        // One tampering, one restore: our own sync is not taken for one.
+        assert_eq!(restored_lines(&h), i + 1, "{what}:\n{}", h.log_text());
         let log = h.log_text();
         let last = log
             .lines()
