@@ -12,6 +12,8 @@ use crate::backend::BackendKind;
 /// The section the helper reads.
 pub const SECTION: &str = "fw_helper";
 pub const DEFAULT_SOCKET: &str = "/run/ironic-discoverd/fw-helper.sock";
+/// Seconds between two checks of the iptables filter against the kernel.
+pub const DEFAULT_IPTABLES_CHECK: f64 = 1.0;
 
 /// Settings as given, before names are resolved; `None` means "not given".
 #[derive(Debug, Default, Clone)]
@@ -101,6 +103,9 @@ fn backend(s: &Section<'_>, value: &str) -> Result<BackendKind, ConfigError> {
             }
             Ok(BackendKind::Iptables {
                 restore: s.string_or("iptables_restore", "iptables-nft-restore"),
+                check_every: std::time::Duration::from_secs_f64(
+                    s.seconds("iptables_check_interval", DEFAULT_IPTABLES_CHECK)?,
+                ),
             })
         }
         "dnsmasq" => match s.string("dnsmasq_hostsdir").filter(|p| !p.is_empty()) {
@@ -193,6 +198,7 @@ impl HelperConfig {
         };
         // iptables_restore is only read for the iptables backend.
         let _ = s.raw("iptables_restore");
+        let _ = s.raw("iptables_check_interval");
         let _ = s.raw("match_chaddr");
         let _ = s.raw("dnsmasq_hostsdir");
         let _ = s.raw("match_dhcpv6");
@@ -253,6 +259,20 @@ mod tests {
         let c = load("[fw_helper]\nallowed_uid = root\nbackend = iptables\n", &o)?;
         assert_eq!(c.backend, BackendKind::None);
         assert_eq!(c.allowed_uid, Uid::from_raw(0));
+        let ipt = |extra: &str| {
+            load(
+                &format!("[fw_helper]\nallowed_uid = 0\nbackend = iptables\n{extra}\n"),
+                &Overrides::default(),
+            )
+            .map(|c| c.backend)
+        };
+        let every = |secs: f64| BackendKind::Iptables {
+            restore: "iptables-nft-restore".into(),
+            check_every: std::time::Duration::from_secs_f64(secs),
+        };
+        assert_eq!(ipt("")?, every(DEFAULT_IPTABLES_CHECK));
+        assert_eq!(ipt("iptables_check_interval = 0.25")?, every(0.25));
+        assert!(ipt("iptables_check_interval = -1").is_err());
         assert_eq!(c.interfaces.len(), 2);
         for bad in [
             "backend = pf",

@@ -77,6 +77,20 @@ pub fn run(cfg: HelperConfig) -> anyhow::Result<()> {
             .spawn(move || backend::watch::run(watch, filter))
             .context("failed to start the nf_tables watch")?;
     }
+    // iptables has no such notifications: a cheap periodic check instead.
+    if let BackendKind::Iptables { check_every, .. } = cfg.backend
+        && !check_every.is_zero()
+    {
+        let filter = shared.filter();
+        std::thread::Builder::new()
+            .name("ipt-check".into())
+            .spawn(move || backend::check::run(filter, check_every))
+            .context("failed to start the periodic iptables check")?;
+    } else if matches!(cfg.backend, BackendKind::Iptables { .. }) {
+        tracing::warn!(
+            "iptables_check_interval = 0: the iptables filter is not defended against changes by others"
+        );
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -201,3 +201,128 @@ async fn a_helper_with_no_state_starts_closed_on_every_interface() -> anyhow::Re
     })?;
     Ok(())
 }
+
+/// Our lines of `iptables-save`: our two chains, their rules, the INPUT
+/// jump (the counters of the chain headers left out).
+fn iptables_ours(ns: &Netns) -> anyhow::Result<Vec<String>> {
+    Ok(fw_helper::backend::iptables::our_lines(&iptables_save(ns)?))
+}
+
+/// Feeds `input` to `iptables-nft-restore --noflush` in `ns`: several
+/// changes in one atomic transaction, so the helper's check cannot land
+/// between them.
+fn iptables_restore(ns: &Netns, input: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut child = ns
+        .command("iptables-nft-restore")
+        .arg("--noflush")
+        .stdin(std::process::Stdio::piped())
+        .spawn()?;
+    child
+        .stdin
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no stdin"))?
+        .write_all(input.as_bytes())?;
+    anyhow::ensure!(child.wait()?.success(), "iptables-nft-restore failed on\n{input}");
+    Ok(())
+}
+
+/// The iptables backend has no change notifications; its periodic check
+/// (`iptables_check_interval`, 1 s by default) puts the chains back.
+#[tokio::test]
+async fn iptables_flushed_removed_hand_edited_and_unhooked_chains_are_restored() -> anyhow::Result<()> {
+    privileged!("defence_iptables");
+    // Generous: the check runs every second; a loaded CI machine is slow.
+    let back_within = Duration::from_secs(15);
+    let ns = Netns::new("iptdef")?;
+    let h = Helper::start(&ns, "backend = iptables")?;
+    let mut c = h.client().await?;
+    let want = macs(0..1000);
+    expect_applied(
+        &call(&mut c, sync(&["veth0"], FilterMode::Allow, want.clone())).await?,
+        1000,
+    );
+    let good = iptables_ours(&ns)?;
+    // Two chain headers, the jump, the interface rule, a rule per MAC and
+    // allow mode's final drop.
+    assert_eq!(good.len(), 2 + 1 + 1 + 1000 + 1, "the sync itself");
+    let jump = "-p udp -m udp --dport 67 -j IRONIC_DISCOVERD";
+    let member = mac(7).to_string().to_uppercase();
+    let tampering: Vec<(&str, Vec<String>, &str)> = vec![
+        (
+            "iptables -F IRONIC_DISCOVERD_MACS",
+            vec!["iptables-nft -F IRONIC_DISCOVERD_MACS".into()],
+            "of our rules missing",
+        ),
+        (
+            "the jump deleted, both chains flushed and deleted (-X)",
+            vec![
+                format!("-D INPUT {jump}"),
+                "-F IRONIC_DISCOVERD".into(),
+                "-F IRONIC_DISCOVERD_MACS".into(),
+                "-X IRONIC_DISCOVERD".into(),
+                "-X IRONIC_DISCOVERD_MACS".into(),
+            ],
+            "chain IRONIC_DISCOVERD missing, chain IRONIC_DISCOVERD_MACS missing, the INPUT jump missing",
+        ),
+        (
+            "a hand-added rule",
+            vec!["iptables-nft -I IRONIC_DISCOVERD_MACS 1 -j ACCEPT".into()],
+            "1 rules not ours (first: `-A IRONIC_DISCOVERD_MACS -j ACCEPT`)",
+        ),
+        (
+            "a rule edited by hand",
+            vec![format!(
+                "iptables-nft -R IRONIC_DISCOVERD_MACS 8 -m mac --mac-source {member} -j DROP"
+            )],
+            "1 of our rules missing",
+        ),
+        (
+            "the INPUT jump deleted",
+            vec![format!("iptables-nft -D INPUT {jump}")],
+            "the INPUT jump missing",
+        ),
+    ];
+    for (i, (what, cmds, found)) in tampering.iter().enumerate() {
+        let started = Instant::now();
+        if cmds[0].starts_with("iptables-nft ") {
+            let argv: Vec<&str> = cmds[0].split(' ').collect();
+            ns.exec(&argv)?;
+        } else {
+            iptables_restore(&ns, &format!("*filter\n{}\nCOMMIT\n", cmds.join("\n")))?;
+        }
+        wait_for(&format!("the chains back after {what}"), back_within, || {
+            Ok((iptables_ours(&ns)? == good).then_some(()))
+        })?;
+        eprintln!(
+            "{what}: back in {:?} (as seen through iptables-save)",
+            started.elapsed()
+        );
+        wait_for("the restore logged", back_within, || {
+            Ok((restored_lines(&h) > i).then_some(()))
+        })?;
+        // One tampering, one restore: our own sync is not taken for one.
+        assert_eq!(restored_lines(&h), i + 1, "{what}:\n{}", h.log_text());
+        let log = h.log_text();
+        let last = log
+            .lines()
+            .rfind(|l| l.contains("the filter was changed by someone else; restored"))
+            .unwrap_or_default();
+        assert!(last.contains(found), "{what}: expected {found:?} in\n{last}");
+    }
+    // Our own next change is not tampering.
+    let before = restored_lines(&h);
+    expect_applied(
+        &call(
+            &mut c,
+            RequestBody::Add {
+                macs: macs(2000..2001),
+            },
+        )
+        .await?,
+        1001,
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(restored_lines(&h), before, "{}", h.log_text());
+    Ok(())
+}

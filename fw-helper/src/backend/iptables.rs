@@ -12,6 +12,11 @@
 //! Each MAC is its own rule, so a DHCP packet walks up to n rules; the
 //! nftables backend does one hash lookup. Use this one where nftables
 //! netlink is not an option.
+//!
+//! Defence: after each apply the backend reads its lines back (the two
+//! chains and the INPUT jump, as `iptables-save` prints them); the
+//! periodic check ([`super::check`]) compares the kernel's lines with them
+//! and restores on any difference.
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -22,6 +27,9 @@ use common::{FilterMode, FilterState, InterfaceName, MacAddr};
 
 use super::{Applied, Backend, BackendError, Change};
 
+mod drift;
+pub use drift::{describe_drift, our_lines};
+
 pub const TOP: &str = "IRONIC_DISCOVERD";
 pub const MACS: &str = "IRONIC_DISCOVERD_MACS";
 const MARK: &str = "ironic-discoverd:";
@@ -30,6 +38,9 @@ const MARK: &str = "ironic-discoverd:";
 pub struct Iptables {
     restore: String,
     save: String,
+    /// Our lines as the kernel printed them right after our last apply;
+    /// `None` before the first apply and after a teardown.
+    baseline: Option<Vec<String>>,
 }
 
 impl Iptables {
@@ -37,7 +48,11 @@ impl Iptables {
     /// used to read the state back.
     pub fn new(restore: String) -> Self {
         let save = restore.replace("-restore", "-save");
-        Iptables { restore, save }
+        Iptables {
+            restore,
+            save,
+            baseline: None,
+        }
     }
 
     fn saved(&self) -> Result<String, BackendError> {
@@ -117,10 +132,18 @@ pub fn restore_input(state: &Applied, jump_present: bool) -> String {
     s
 }
 
+/// The INPUT rule sending DHCP to our chain, as `iptables-save` prints it.
+pub(crate) fn jump_line() -> String {
+    format!("-A INPUT -p udp -m udp --dport 67 -j {TOP}")
+}
+
+fn jumps(saved: &str) -> usize {
+    let jump = jump_line();
+    saved.lines().filter(|l| *l == jump).count()
+}
+
 fn jump_present(saved: &str) -> bool {
-    saved
-        .lines()
-        .any(|l| l.starts_with("-A INPUT ") && l.ends_with(&format!("-j {TOP}")))
+    jumps(saved) > 0
 }
 
 fn chain_present(saved: &str, chain: &str) -> bool {
@@ -168,10 +191,47 @@ impl Backend for Iptables {
 
     fn apply(&mut self, state: &Applied, _change: Change<'_>) -> Result<u64, BackendError> {
         let saved = self.saved()?;
-        let input = restore_input(state, jump_present(&saved));
+        let found = jumps(&saved);
+        let mut input = restore_input(state, found > 0);
+        if found > 1 {
+            // Someone duplicated the jump: back to exactly one.
+            input.truncate(input.len() - "COMMIT\n".len());
+            for _ in 1..found {
+                input.push_str(&format!("-D INPUT -p udp -m udp --dport 67 -j {TOP}\n"));
+            }
+            input.push_str("COMMIT\n");
+        }
         let start = Instant::now();
+        self.baseline = None;
         self.restore(&input)?;
-        Ok(u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX))
+        let micros = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+        // What the kernel printed for it is what the check compares with;
+        // a failed read-back only costs the check its exact comparison.
+        match self.saved() {
+            Ok(after) => self.baseline = Some(our_lines(&after)),
+            Err(e) => tracing::warn!(error = %e, "cannot read the iptables filter back after applying it"),
+        }
+        Ok(micros)
+    }
+
+    fn drift(&mut self, wanted: &Applied) -> Result<Option<String>, BackendError> {
+        let saved = self.saved()?;
+        let now = our_lines(&saved);
+        let same_state = parse_saved(&saved).map(|s| Applied::from_state(&s)).as_ref() == Some(wanted);
+        match &self.baseline {
+            Some(applied) if *applied == now && same_state => Ok(None),
+            Some(applied) => Ok(Some(describe_drift(applied, &now))),
+            // Kept from the kernel at start-up (never applied here): it
+            // becomes the baseline if it holds the state.
+            None if same_state && jumps(&saved) == 1 => {
+                self.baseline = Some(now);
+                Ok(None)
+            }
+            None => Ok(Some(super::describe_state_drift(
+                parse_saved(&saved).map(|s| Applied::from_state(&s)).as_ref(),
+                wanted,
+            ))),
+        }
     }
 
     fn read(&self) -> Result<Option<FilterState>, BackendError> {
@@ -195,6 +255,7 @@ impl Backend for Iptables {
             }
         }
         input.push_str("COMMIT\n");
+        self.baseline = None;
         self.restore(&input)
     }
 }

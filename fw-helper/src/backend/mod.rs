@@ -4,6 +4,7 @@
 //! Compute, then apply: each backend builds its whole change with a pure
 //! function and hands the kernel one atomic transaction.
 
+pub mod check;
 pub mod dhcpv6;
 pub mod hostsdir;
 pub mod iptables;
@@ -97,6 +98,27 @@ pub trait Backend: Send + fmt::Debug {
     fn read(&self) -> Result<Option<FilterState>, BackendError>;
     /// Removes our objects (and only ours).
     fn teardown(&mut self) -> Result<(), BackendError>;
+    /// Compares the kernel with `wanted` (what this process applied last):
+    /// `None` when it holds it, else what was found, in one line. By
+    /// default the state read back is compared; a backend that can tell
+    /// more (a hand-added rule) says more.
+    fn drift(&mut self, wanted: &Applied) -> Result<Option<String>, BackendError> {
+        let found = self.read()?.map(|s| Applied::from_state(&s));
+        Ok((found.as_ref() != Some(wanted)).then(|| describe_state_drift(found.as_ref(), wanted)))
+    }
+}
+
+/// What a read-back state looks like next to the applied one, for logs.
+pub fn describe_state_drift(found: Option<&Applied>, wanted: &Applied) -> String {
+    match found {
+        None => "the table missing".to_owned(),
+        Some(f) => format!(
+            "{} MACs in {} mode where {} were applied",
+            f.macs.len(),
+            f.mode,
+            wanted.macs.len()
+        ),
+    }
 }
 
 /// Which backend to build.
@@ -107,6 +129,9 @@ pub enum BackendKind {
     },
     Iptables {
         restore: String,
+        /// How often the kernel is compared with the last applied state
+        /// (zero: never).
+        check_every: std::time::Duration,
     },
     /// A `dhcp-hostsdir` for the operator's dnsmasq; no kernel filter.
     Dnsmasq {
@@ -121,7 +146,7 @@ impl BackendKind {
     pub fn build(&self) -> Result<Box<dyn Backend>, BackendError> {
         Ok(match self {
             BackendKind::Nftables { matching } => Box::new(nft::Nftables { matching: *matching }),
-            BackendKind::Iptables { restore } => Box::new(iptables::Iptables::new(restore.clone())),
+            BackendKind::Iptables { restore, .. } => Box::new(iptables::Iptables::new(restore.clone())),
             BackendKind::Dnsmasq { hostsdir } => Box::new(hostsdir::Hostsdir::open(hostsdir)?),
             BackendKind::None => Box::new(noop::Noop::default()),
         })
@@ -273,21 +298,13 @@ impl Filter {
         let Some(m) = self.mirror.as_ref() else {
             return Ok(false);
         };
-        let found = self.backend.read()?.map(|s| Applied::from_state(&s));
-        if found.as_ref() == Some(m) {
-            return Ok(false);
+        match self.backend.drift(m)? {
+            None => Ok(false),
+            Some(what) => {
+                self.restore(&what)?;
+                Ok(true)
+            }
         }
-        let what = match &found {
-            None => "the table missing".to_owned(),
-            Some(f) => format!(
-                "{} MACs in {} mode where {} were applied",
-                f.macs.len(),
-                f.mode,
-                m.macs.len()
-            ),
-        };
-        self.restore(&what)?;
-        Ok(true)
     }
 
     /// How many times a foreign change was undone.
