@@ -442,6 +442,7 @@ async fn the_daemon_answers_as_ironic_inspector_does() -> anyhow::Result<()> {
         if c.name == "start" {
             // Both nodes waiting before anything else is asked.
             for (base, n) in [(&daemon.url, &ours), (&inspector, &theirs)] {
+                let last = std::sync::Mutex::new(Value::Null);
                 eventually("the node to wait", Duration::from_secs(60), async || {
                     let v: Value = http
                         .get(format!("{base}/v1/introspection/{}", n.node))
@@ -449,9 +450,17 @@ async fn the_daemon_answers_as_ironic_inspector_does() -> anyhow::Result<()> {
                         .await?
                         .json()
                         .await?;
-                    Ok((v["state"] == "waiting").then_some(()))
+                    let waiting = v["state"] == "waiting";
+                    if let Ok(mut l) = last.lock() {
+                        *l = v;
+                    }
+                    Ok(waiting.then_some(()))
                 })
-                .await?;
+                .await
+                .map_err(|e| {
+                    let l = last.lock().map(|l| l.clone()).unwrap_or_default();
+                    anyhow::anyhow!("{e}: {base} answers {l}")
+                })?;
             }
         }
     }

@@ -12,7 +12,7 @@
 
 use serde_json::Value;
 
-use super::{HookContext, HookError, HookPatches, ProcessingHook};
+use super::{HookContext, HookError, HookPatches, InterfacePort, ProcessingHook};
 use crate::ironic::PatchOp;
 
 #[derive(Debug)]
@@ -77,30 +77,12 @@ impl ProcessingHook for LocalLinkConnection {
     }
 
     fn before_update(&self, ctx: &HookContext<'_>) -> Result<Option<HookPatches>, HookError> {
-        let Some(ifaces) = ctx
-            .data
-            .get("inventory")
-            .and_then(|i| i.get("interfaces"))
-            .and_then(Value::as_array)
-        else {
+        let Some(interfaces) = ctx.interface_ports() else {
             return Ok(None);
         };
-        let known = ctx.data.get("all_interfaces").and_then(Value::as_object);
         let raw = ctx.data.get("lldp_raw").and_then(Value::as_object);
         let mut patches = HookPatches::default();
-        for iface in ifaces {
-            let (Some(name), Some(mac)) = (
-                iface.get("name").and_then(Value::as_str),
-                iface.get("mac_address").and_then(Value::as_str),
-            ) else {
-                continue;
-            };
-            if !known.is_some_and(|k| k.contains_key(name)) {
-                continue;
-            }
-            let Some(port) = ctx.ports.iter().find(|p| p.address.eq_ignore_ascii_case(mac)) else {
-                continue;
-            };
+        for InterfacePort { name, iface, port } in interfaces {
             let tlvs = raw
                 .and_then(|r| r.get(name))
                 .filter(|v| crate::processing::payload::truthy(Some(v)))

@@ -111,6 +111,42 @@ pub struct HookContext<'a> {
     pub data: &'a Data,
 }
 
+/// An inventory interface that validation kept (`all_interfaces`) and
+/// that Ironic has a port for: what the port hooks work on.
+#[derive(Debug)]
+pub struct InterfacePort<'a> {
+    pub name: &'a str,
+    pub iface: &'a serde_json::Value,
+    pub port: &'a Port,
+}
+
+impl<'a> HookContext<'a> {
+    /// The report's [`InterfacePort`]s, in inventory order; `None` when the
+    /// report has no inventory.
+    pub fn interface_ports(&self) -> Option<Vec<InterfacePort<'a>>> {
+        use serde_json::Value;
+        let data: &'a Data = self.data;
+        let ports: &'a [Port] = self.ports;
+        let ifaces = data
+            .get("inventory")
+            .and_then(|i| i.get("interfaces"))
+            .and_then(Value::as_array)?;
+        let known = data.get("all_interfaces").and_then(Value::as_object);
+        Some(
+            ifaces
+                .iter()
+                .filter_map(|iface| {
+                    let name = iface.get("name").and_then(Value::as_str)?;
+                    let mac = iface.get("mac_address").and_then(Value::as_str)?;
+                    known.is_some_and(|k| k.contains_key(name)).then_some(())?;
+                    let port = ports.iter().find(|p| p.address.eq_ignore_ascii_case(mac))?;
+                    Some(InterfacePort { name, iface, port })
+                })
+                .collect(),
+        )
+    }
+}
+
 /// One processing hook. Both steps are optional.
 pub trait ProcessingHook: Send + Sync + Debug {
     fn name(&self) -> &'static str;

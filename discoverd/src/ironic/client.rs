@@ -161,9 +161,10 @@ impl IronicClient {
         ))
     }
 
-    /// `GET /v1/nodes/{uuid}/ports`, all pages.
+    /// `GET /v1/nodes/{uuid}/ports`, all pages, with the fields the port
+    /// hooks read (`physical_network` needs API 1.34).
     pub async fn list_node_ports(&self, uuid: &str) -> Result<Vec<Port>, IronicError> {
-        self.ports(
+        self.at_least(Self::PHYSNET_VERSION).ports(
             format!("/v1/nodes/{uuid}/ports?limit={PAGE}&fields=uuid,address,node_uuid,extra,pxe_enabled,physical_network,local_link_connection"),
             "/v1/nodes/{uuid}/ports",
         )
@@ -247,7 +248,8 @@ impl IronicClient {
             template: "/v1/ports/{uuid}",
             body: Some(&body),
         };
-        let v = self.patch(&req, ops).await?;
+        // The hooks may set `physical_network` (API 1.34).
+        let v = self.at_least(Self::PHYSNET_VERSION).patch(&req, ops).await?;
         serde_json::from_value(v).map_err(|e| req.err(Kind::Protocol(e.to_string())))
     }
 
@@ -384,20 +386,22 @@ impl IronicClient {
     }
 }
 
-/// Node traits (introspection rules' `add-trait` / `remove-trait`). They
-/// need Ironic API 1.37: sent with at least that version whatever
-/// `ironic_api_version` says.
+/// Calls that need a newer Ironic API than `ironic_api_version` may say
+/// (its default, 1.31, lets older Ironics work): node traits (rules'
+/// `add-trait` / `remove-trait`, 1.37) and ports' `physical_network` (the
+/// port hooks, 1.34) are sent with at least their version.
 impl IronicClient {
     const TRAITS_VERSION: (u32, u32) = (1, 37);
+    const PHYSNET_VERSION: (u32, u32) = (1, 34);
 
-    fn with_traits_version(&self) -> Self {
+    fn at_least(&self, version: (u32, u32)) -> Self {
         let parse = |v: &str| {
             v.split_once('.')
                 .and_then(|(a, b)| Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?)))
         };
-        let (maj, min) = Self::TRAITS_VERSION;
+        let (maj, min) = version;
         match parse(&self.api_version) {
-            Some(v) if v >= Self::TRAITS_VERSION => self.clone(),
+            Some(v) if v >= version => self.clone(),
             _ => IronicClient {
                 api_version: format!("{maj}.{min}"),
                 ..self.clone()
@@ -426,7 +430,7 @@ impl IronicClient {
 
     /// `PUT /v1/nodes/{uuid}/traits/{trait}` (repeating it is harmless).
     pub async fn add_node_trait(&self, uuid: &str, name: &str) -> Result<(), IronicError> {
-        self.with_traits_version()
+        self.at_least(Self::TRAITS_VERSION)
             .call(&Req {
                 call: "add_node_trait",
                 method: Method::PUT,
@@ -442,7 +446,7 @@ impl IronicClient {
     /// have is not an error (as the inspector), so a replay is harmless.
     pub async fn remove_node_trait(&self, uuid: &str, name: &str) -> Result<(), IronicError> {
         match self
-            .with_traits_version()
+            .at_least(Self::TRAITS_VERSION)
             .call(&Req {
                 call: "remove_node_trait",
                 method: Method::DELETE,
