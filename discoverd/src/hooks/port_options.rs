@@ -125,7 +125,7 @@ impl PortPolicy {
             return Vec::new();
         }
         let ifaces = iface_macs(data, "interfaces");
-        crate::processing::lookup_attributes(data)
+        crate::processing::payload::lookup_attributes(data)
             .macs
             .into_iter()
             .filter(|m| !existing.iter().any(|p| p.address.eq_ignore_ascii_case(m)))
@@ -160,7 +160,7 @@ impl PortPolicy {
                     .collect(),
             ),
             KeepPorts::Added => Some(
-                crate::processing::lookup_attributes(data)
+                crate::processing::payload::lookup_attributes(data)
                     .macs
                     .iter()
                     .map(|m| m.to_ascii_lowercase())
