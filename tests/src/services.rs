@@ -34,6 +34,26 @@ pub fn ironic_url(test: &str) -> anyhow::Result<Option<String>> {
     required_env(test, "DISCOVERD_TEST_IRONIC_URL", "no real Ironic")
 }
 
+/// The real Ironic's URL for a test that also needs root (namespaces,
+/// the helper): `None` to skip when either is missing, an error when
+/// skipping is not allowed.
+pub fn privileged_ironic_url(test: &str) -> anyhow::Result<Option<String>> {
+    if !crate::privileged_available(test)? {
+        return Ok(None);
+    }
+    ironic_url(test)
+}
+
+/// Per-run unique MAC and BMC prefixes (`tag` keeps tests apart), so
+/// parallel tests and reruns against the same Ironic never collide.
+pub fn unique_prefixes(tag: u8) -> (String, String) {
+    let p = std::process::id();
+    (
+        format!("52:{tag:02x}:{:02x}:{:02x}", (p >> 8) & 0xff, p & 0xff),
+        format!("198.51.{}.{}", tag, p % 200),
+    )
+}
+
 /// The real ironic-inspector 12.5's URL (`DISCOVERD_TEST_INSPECTOR_URL`),
 /// on the same Ironic, or `None` to skip.
 pub fn inspector_url(test: &str) -> anyhow::Result<Option<String>> {

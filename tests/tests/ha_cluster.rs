@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use ironic_discoverd_e2e::ironic_rest::IronicRest;
 use ironic_discoverd_e2e::stack::{DAEMON_ID, eventually};
-use ironic_discoverd_e2e::{ChildGuard, binary, privileged_available, privileged_required};
+use ironic_discoverd_e2e::{ChildGuard, binary, privileged_available};
 use serde_json::{Value, json};
 use test_support::postgres::TestDatabase;
 
@@ -31,22 +31,6 @@ const LATE: usize = 3;
 const TIMEOUT_SECS: u64 = 45;
 /// Liveness bound for one wait (not a speed claim).
 const LIVENESS: Duration = Duration::from_secs(60);
-
-fn ironic_url() -> anyhow::Result<Option<String>> {
-    if !privileged_available("ha_cluster")? {
-        return Ok(None);
-    }
-    match std::env::var("DISCOVERD_TEST_IRONIC_URL") {
-        Ok(u) if !u.is_empty() => Ok(Some(u)),
-        _ if privileged_required() => anyhow::bail!(
-            "ha_cluster: DISCOVERD_TEST_IRONIC_URL is not set and DISCOVERD_REQUIRE_PRIVILEGED=1"
-        ),
-        _ => {
-            ironic_discoverd_e2e::skipped("ha_cluster", "no real Ironic (run through scripts/test.sh)");
-            Ok(None)
-        }
-    }
-}
 
 struct Daemon {
     guard: ChildGuard,
@@ -218,7 +202,7 @@ fn next(seed: &mut u64) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_daemons_survive_a_kill_and_a_database_outage() -> anyhow::Result<()> {
-    let Some(ironic_url) = ironic_url()? else {
+    let Some(ironic_url) = ironic_discoverd_e2e::services::privileged_ironic_url("ha_cluster")? else {
         return Ok(());
     };
     let Some(db) = TestDatabase::create().await? else {

@@ -7,38 +7,12 @@
 
 use std::time::Duration;
 
+use ironic_discoverd_e2e::Netns;
 use ironic_discoverd_e2e::dhcp::{DhcpLab, SERVER_IF};
 use ironic_discoverd_e2e::ironic_rest::IronicRest;
+use ironic_discoverd_e2e::services::{privileged_ironic_url, unique_prefixes};
 use ironic_discoverd_e2e::stack::{Stack, eventually};
-use ironic_discoverd_e2e::{Netns, privileged_available, privileged_required};
 use serde_json::{Value, json};
-
-/// The Ironic URL, or `None` to skip (an error when skipping is not allowed).
-fn ironic_url(test: &str) -> anyhow::Result<Option<String>> {
-    if !privileged_available(test)? {
-        return Ok(None);
-    }
-    match std::env::var("DISCOVERD_TEST_IRONIC_URL") {
-        Ok(u) if !u.is_empty() => Ok(Some(u)),
-        _ if privileged_required() => anyhow::bail!(
-            "{test}: DISCOVERD_TEST_IRONIC_URL is not set (scripts/test.sh starts a real Ironic and sets it) and DISCOVERD_REQUIRE_PRIVILEGED=1"
-        ),
-        _ => {
-            ironic_discoverd_e2e::skipped(test, "no real Ironic (run through scripts/test.sh)");
-            Ok(None)
-        }
-    }
-}
-
-/// Per-run unique MAC and BMC prefixes, so parallel tests and reruns
-/// against the same Ironic never collide.
-fn unique(tag: u8) -> (String, String) {
-    let p = std::process::id();
-    (
-        format!("52:{tag:02x}:{:02x}:{:02x}", (p >> 8) & 0xff, p & 0xff),
-        format!("198.51.{}.{}", tag, p % 200),
-    )
-}
 
 /// The MAC of a node's second NIC, which Ironic does not know: the
 /// daemon must create its port, on that node.
@@ -76,11 +50,11 @@ fn ipa_payload(mac: &str, bmc: &str, cpus: u32) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parallel_introspection_and_dhcp_only_while_introspected() -> anyhow::Result<()> {
-    let Some(url) = ironic_url("real_ironic_parallel")? else {
+    let Some(url) = privileged_ironic_url("real_ironic_parallel")? else {
         return Ok(());
     };
     let ironic = IronicRest::new(&url)?;
-    let (mac_prefix, bmc_prefix) = unique(1);
+    let (mac_prefix, bmc_prefix) = unique_prefixes(1);
     let nodes: Vec<(String, String)> = (0..4)
         .map(|i| (format!("{mac_prefix}:00:{i:02x}"), format!("{bmc_prefix}{i}")))
         .collect();
@@ -193,11 +167,11 @@ async fn parallel_introspection_and_dhcp_only_while_introspected() -> anyhow::Re
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn error_paths_of_discoverd_1_0_against_real_ironic() -> anyhow::Result<()> {
-    let Some(url) = ironic_url("real_ironic_errors")? else {
+    let Some(url) = privileged_ironic_url("real_ironic_errors")? else {
         return Ok(());
     };
     let ironic = IronicRest::new(&url)?;
-    let (mac_prefix, bmc_prefix) = unique(2);
+    let (mac_prefix, bmc_prefix) = unique_prefixes(2);
     let ns = Netns::new("rierr")?;
     let stack = Stack::new(&url, &ns, "br-err", "timeout = 2\nclean_up_period = 0.5")?;
     let _daemon = stack.daemon()?;

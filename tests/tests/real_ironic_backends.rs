@@ -10,34 +10,9 @@ use std::time::Duration;
 
 use ironic_discoverd_e2e::dhcp::{DhcpLab, SERVER_IF};
 use ironic_discoverd_e2e::ironic_rest::IronicRest;
+use ironic_discoverd_e2e::services::{privileged_ironic_url, unique_prefixes};
 use ironic_discoverd_e2e::stack::{Stack, eventually};
-use ironic_discoverd_e2e::{privileged_available, privileged_required};
 use serde_json::{Value, json};
-
-fn ironic_url(test: &str) -> anyhow::Result<Option<String>> {
-    if !privileged_available(test)? {
-        return Ok(None);
-    }
-    match std::env::var("DISCOVERD_TEST_IRONIC_URL") {
-        Ok(u) if !u.is_empty() => Ok(Some(u)),
-        _ if privileged_required() => anyhow::bail!(
-            "{test}: DISCOVERD_TEST_IRONIC_URL is not set (scripts/test.sh starts a real Ironic and sets it) and DISCOVERD_REQUIRE_PRIVILEGED=1"
-        ),
-        _ => {
-            ironic_discoverd_e2e::skipped(test, "no real Ironic (run through scripts/test.sh)");
-            Ok(None)
-        }
-    }
-}
-
-/// Per-run unique MAC and BMC prefixes (tags 0x21.. are this file's).
-fn unique(tag: u8) -> (String, String) {
-    let p = std::process::id();
-    (
-        format!("52:{tag:02x}:{:02x}:{:02x}", (p >> 8) & 0xff, p & 0xff),
-        format!("198.51.{}.{}", tag, p % 200),
-    )
-}
 
 fn payload(mac: &str, bmc: &str) -> Value {
     json!({
@@ -93,7 +68,7 @@ async fn introspect_node_0(
 
 async fn enroll(url: &str, tag: u8) -> anyhow::Result<(Vec<(String, String)>, Vec<String>)> {
     let ironic = IronicRest::new(url)?;
-    let (mac_prefix, bmc_prefix) = unique(tag);
+    let (mac_prefix, bmc_prefix) = unique_prefixes(tag);
     let nodes: Vec<(String, String)> = (0..2)
         .map(|i| (format!("{mac_prefix}:00:{i:02x}"), format!("{bmc_prefix}{i}")))
         .collect();
@@ -106,7 +81,7 @@ async fn enroll(url: &str, tag: u8) -> anyhow::Result<(Vec<(String, String)>, Ve
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn allow_mode_through_the_iptables_backend() -> anyhow::Result<()> {
-    let Some(url) = ironic_url("real_ironic_allow_iptables")? else {
+    let Some(url) = privileged_ironic_url("real_ironic_allow_iptables")? else {
         return Ok(());
     };
     let (nodes, uuids) = enroll(&url, 0x21).await?;
@@ -138,7 +113,7 @@ async fn allow_mode_through_the_iptables_backend() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deny_mode_through_the_dnsmasq_hostsdir_backend() -> anyhow::Result<()> {
-    let Some(url) = ironic_url("real_ironic_hostsdir")? else {
+    let Some(url) = privileged_ironic_url("real_ironic_hostsdir")? else {
         return Ok(());
     };
     let (nodes, uuids) = enroll(&url, 0x22).await?;
