@@ -217,9 +217,7 @@ fn chaddr_cost(server: &Netns, client: &Netns) {
     for (name, matching) in configs {
         let st = state.clone();
         in_netns(server, move || {
-            let mut nft = Nftables {
-                matching: matching.unwrap_or_default(),
-            };
+            let mut nft = Nftables::new(matching.unwrap_or_default());
             match matching {
                 Some(_) => {
                     nft.apply(&st, Change::Full { previous: None })

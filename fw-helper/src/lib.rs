@@ -71,6 +71,9 @@ pub fn run(cfg: HelperConfig) -> anyhow::Result<()> {
     // 4. The watch that puts the filter back when someone else changes it.
     if matches!(cfg.backend, BackendKind::Nftables { .. }) {
         let watch = backend::watch::Watch::open().context("failed to watch nf_tables for changes")?;
+        watch
+            .serve_quiet()
+            .context("failed to share the nf_tables watch")?;
         let filter = shared.filter();
         std::thread::Builder::new()
             .name("nft-watch".into())

@@ -326,3 +326,65 @@ async fn iptables_flushed_removed_hand_edited_and_unhooked_chains_are_restored()
     assert_eq!(restored_lines(&h), before, "{}", h.log_text());
     Ok(())
 }
+
+/// The helper's own whole-state transactions mute its watch (the kernel
+/// would write it a notification per element); a change anybody else
+/// commits in that window must still be noticed, through the nf_tables
+/// generation.
+#[test]
+fn a_change_committed_while_the_watch_is_muted_is_noticed() -> anyhow::Result<()> {
+    use fw_helper::backend::netlink::Socket;
+    use fw_helper::backend::watch::{Quiet, Watch};
+    use fw_helper::backend::{Applied, nft};
+
+    if !privileged_available("quiet_window")? {
+        return Ok(());
+    }
+    // A thread of its own: unshare moves only the calling thread (and the
+    // `nft` it starts) into the new namespace.
+    std::thread::spawn(|| -> anyhow::Result<()> {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)?;
+        let watch = Watch::open()?;
+        watch.serve_quiet()?;
+        let begin = || Quiet::begin().ok_or_else(|| anyhow::anyhow!("the watch could not be muted"));
+        let nft = |args: &[&str]| -> anyhow::Result<()> {
+            let s = std::process::Command::new("nft").args(args).status()?;
+            anyhow::ensure!(s.success(), "nft {args:?}: {s}");
+            Ok(())
+        };
+        let own = || -> anyhow::Result<()> {
+            let state = Applied {
+                interfaces: vec![iface("veth0")],
+                mode: FilterMode::Deny,
+                macs: macs(0..3).into_iter().collect(),
+            };
+            let plan = nft::replace_batch(&state, nft::Matching::default(), 4096)?;
+            Socket::open()?.transact(plan.bytes)?;
+            Ok(())
+        };
+
+        assert!(begin()?.end(false), "nothing happened, yet a change was reported");
+        let q = begin()?;
+        own()?;
+        assert!(
+            q.end(true),
+            "the helper's own commit was taken for someone else's"
+        );
+        let q = begin()?;
+        nft(&["add", "table", "inet", "someone_else"])?;
+        assert!(
+            !q.end(false),
+            "a foreign commit in the muted window went unnoticed"
+        );
+        let q = begin()?;
+        own()?;
+        nft(&["flush", "ruleset"])?;
+        assert!(
+            !q.end(true),
+            "a foreign commit after the helper's own went unnoticed"
+        );
+        Ok(())
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("the namespace thread panicked"))?
+}

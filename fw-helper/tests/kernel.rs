@@ -214,6 +214,56 @@ async fn incremental_add_and_remove_follow_the_mirror() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The size the set was created with (`nft -j`'s `size`), if any.
+fn set_size(ns: &Netns) -> anyhow::Result<Option<u64>> {
+    let table = ns.nft_table()?.unwrap_or_default();
+    Ok(table["nftables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i.get("set"))
+        .find_map(|s| s["size"].as_u64()))
+}
+
+#[tokio::test]
+async fn a_set_outgrows_the_size_it_was_created_with() -> anyhow::Result<()> {
+    privileged!("set_grows");
+    let ns = Netns::new("grow")?;
+    let h = Helper::start(&ns, "")?;
+    let mut c = h.client().await?;
+    expect_applied(
+        &call(&mut c, sync(&["veth0"], FilterMode::Deny, macs(0..10))).await?,
+        10,
+    );
+    // Created with room to grow (the kernel refuses elements beyond it).
+    assert_eq!(set_size(&ns)?, Some(4096));
+    expect_applied(
+        &call(&mut c, RequestBody::Add { macs: macs(10..4000) }).await?,
+        4000,
+    );
+    assert_eq!(set_size(&ns)?, Some(4096));
+    // Past the size: the set is recreated, bigger, in the same call.
+    expect_applied(
+        &call(
+            &mut c,
+            RequestBody::Add {
+                macs: macs(4000..5000),
+            },
+        )
+        .await?,
+        5000,
+    );
+    assert_eq!(set_size(&ns)?, Some(16384));
+    assert_eq!(ns.nft_set_macs()?, Some(strings(&macs(0..5000))));
+    // A full sync beyond it too.
+    expect_applied(
+        &call(&mut c, sync(&["veth0"], FilterMode::Deny, macs(0..20_000))).await?,
+        20_000,
+    );
+    assert_eq!(ns.nft_set_macs()?, Some(strings(&macs(0..20_000))));
+    Ok(())
+}
+
 #[tokio::test]
 async fn teardown_removes_only_our_table() -> anyhow::Result<()> {
     privileged!("teardown");

@@ -11,6 +11,7 @@ pub mod iptables;
 pub mod netlink;
 pub mod nft;
 pub mod noop;
+pub mod set_size;
 pub mod watch;
 
 use std::collections::BTreeSet;
@@ -145,7 +146,7 @@ impl BackendKind {
     /// directory is checked and locked at once).
     pub fn build(&self) -> Result<Box<dyn Backend>, BackendError> {
         Ok(match self {
-            BackendKind::Nftables { matching } => Box::new(nft::Nftables { matching: *matching }),
+            BackendKind::Nftables { matching } => Box::new(nft::Nftables::new(*matching)),
             BackendKind::Iptables { restore, .. } => Box::new(iptables::Iptables::new(restore.clone())),
             BackendKind::Dnsmasq { hostsdir } => Box::new(hostsdir::Hostsdir::open(hostsdir)?),
             BackendKind::None => Box::new(noop::Noop::default()),

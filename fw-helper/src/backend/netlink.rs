@@ -28,6 +28,9 @@ const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
 const NFNL_MSG_BATCH_END: u16 = 0x11;
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFT_MSG_GETSETELEM: u16 = 13;
+const NFT_MSG_NEWGEN: u16 = 15;
+const NFT_MSG_GETGEN: u16 = 16;
+const NFTA_GEN_ID: u16 = 1;
 const NFPROTO_INET: u8 = 1;
 // nf_tables.h attribute numbers (kernel ABI, stable).
 const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
@@ -241,6 +244,36 @@ impl Socket {
             Some((seq, errno)) => Err(NetlinkError::Rejected { seq, errno }),
             None => Err(NetlinkError::Malformed("no answer for the last message")),
         }
+    }
+
+    /// The nf_tables generation of this network namespace: it grows by one
+    /// with every committed transaction, whoever sent it.
+    pub fn generation(&self) -> Result<u32, NetlinkError> {
+        let mut req = Vec::with_capacity(NLMSG_HDRLEN + NFGENMSG_LEN);
+        req.extend_from_slice(&((NLMSG_HDRLEN + NFGENMSG_LEN) as u32).to_ne_bytes());
+        req.extend_from_slice(&((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETGEN).to_ne_bytes());
+        req.extend_from_slice(&NLM_F_REQUEST.to_ne_bytes());
+        req.extend_from_slice(&1u32.to_ne_bytes()); // seq
+        req.extend_from_slice(&0u32.to_ne_bytes()); // pid
+        req.extend_from_slice(&[0u8; NFGENMSG_LEN]);
+        socket::send(self.fd.as_raw_fd(), &req, MsgFlags::empty()).map_err(|source| NetlinkError::Send {
+            len: req.len(),
+            source,
+        })?;
+        let mut buf = vec![0u8; 4096];
+        let n = socket::recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty()).map_err(NetlinkError::Recv)?;
+        for m in messages(&buf[..n]) {
+            let m = m?;
+            if m.kind == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWGEN {
+                let attrs = m.payload.get(NFGENMSG_LEN..).unwrap_or_default();
+                if let Some((_, v)) = attributes(attrs).find(|(k, _)| *k == NFTA_GEN_ID)
+                    && let Ok(id) = <[u8; 4]>::try_from(v)
+                {
+                    return Ok(u32::from_be_bytes(id));
+                }
+            }
+        }
+        Err(NetlinkError::Malformed("no generation in the answer"))
     }
 
     /// Reads every element key of `table`/`set` in the inet family.

@@ -42,6 +42,7 @@ use serde::{Deserialize, Serialize};
 
 use super::netlink::{NetlinkError, Socket};
 use super::{Applied, Backend, BackendError, Change};
+use super::{set_size, watch};
 
 pub const TABLE: &str = super::NFT_TABLE;
 pub const CHAIN: &str = "dhcp_filter";
@@ -195,12 +196,17 @@ pub(super) fn rule_prefix(chain: &Chain, iface: &InterfaceName, port: u16) -> Re
         .with_expr(Cmp::new(CmpOp::Eq, port.to_be_bytes().to_vec())))
 }
 
-/// Pure: the batch that replaces the whole table with `state`.
+/// Pure: the batch that replaces the whole table with `state`, its set
+/// created for `capacity` elements ([`super::set_size`]).
 ///
 /// `NEWTABLE, DELTABLE` first makes the delete safe when nothing exists;
 /// everything after re-creates the table, so the kernel swaps old for new
 /// in one transaction and no half-built filter is ever visible.
-pub fn replace_batch(state: &Applied, matching: Matching) -> Result<PlannedBatch, BackendError> {
+pub fn replace_batch(
+    state: &Applied,
+    matching: Matching,
+    capacity: u32,
+) -> Result<PlannedBatch, BackendError> {
     let meta = serde_json::to_vec(&Meta0 {
         mode: state.mode,
         interfaces: state.interfaces.clone(),
@@ -272,7 +278,7 @@ pub fn replace_batch(state: &Applied, matching: Matching) -> Result<PlannedBatch
     let macs: Vec<MacAddr> = state.macs.iter().copied().collect();
     add_elements(&mut batch, &mut objects, &t, state.mode, &macs, MsgType::Add)?;
     Ok(PlannedBatch {
-        bytes: batch.finalize(),
+        bytes: set_size::with_capacity(&batch.finalize(), capacity),
         objects,
     })
 }
@@ -332,9 +338,49 @@ fn teardown_batch() -> PlannedBatch {
 #[derive(Debug, Default)]
 pub struct Nftables {
     pub matching: Matching,
+    /// The size this process last created the set with; `None` before
+    /// (a set made by an earlier helper may have another size, or none).
+    capacity: Option<usize>,
 }
 
 impl Nftables {
+    pub fn new(matching: Matching) -> Self {
+        Nftables {
+            matching,
+            capacity: None,
+        }
+    }
+
+    /// Recreates the table, the set sized for `state` with room to grow.
+    fn replace(&mut self, state: &Applied) -> Result<(), BackendError> {
+        let capacity = set_size::capacity_for(state.macs.len());
+        self.capacity = None;
+        self.send(replace_batch(state, self.matching, capacity)?)?;
+        self.capacity = usize::try_from(capacity).ok();
+        Ok(())
+    }
+
+    /// The whole state: the set refilled when the table has the same shape
+    /// and room, else the table replaced.
+    fn full(&mut self, state: &Applied, previous: Option<&Applied>) -> Result<(), BackendError> {
+        let same_shape = previous.is_some_and(|p| p.mode == state.mode && p.interfaces == state.interfaces);
+        if !(same_shape && self.fits(state.macs.len())) {
+            return self.replace(state);
+        }
+        match self.send(refill_batch(state)?) {
+            Ok(()) => Ok(()),
+            // The table vanished behind our back (an admin's
+            // `nft flush ruleset`): rebuild it.
+            Err(BackendError::Rejected { .. }) => self.replace(state),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether `n` elements fit the set as this process created it.
+    fn fits(&self, n: usize) -> bool {
+        self.capacity.is_some_and(|c| n <= c)
+    }
+
     fn send(&self, plan: PlannedBatch) -> Result<(), BackendError> {
         let sock = Socket::open().map_err(BackendError::Netlink)?;
         // The change notifications of this transaction carry this port id:
@@ -366,27 +412,38 @@ impl Backend for Nftables {
         let start = Instant::now();
         match change {
             Change::Full { previous } => {
-                let same_shape =
-                    previous.is_some_and(|p| p.mode == state.mode && p.interfaces == state.interfaces);
-                if same_shape {
-                    match self.send(refill_batch(state)?) {
-                        Ok(()) => {}
-                        // The table vanished behind our back (an admin's
-                        // `nft flush ruleset`): rebuild it.
-                        Err(BackendError::Rejected { .. }) => {
-                            self.send(replace_batch(state, self.matching)?)?
-                        }
-                        Err(e) => return Err(e),
-                    }
-                } else {
-                    self.send(replace_batch(state, self.matching)?)?;
+                // The watch need not hear this one (see watch::Quiet).
+                let quiet = watch::Quiet::begin();
+                let result = self.full(state, previous);
+                if let Some(q) = quiet
+                    && !q.end(result.is_ok())
+                    && result.is_ok()
+                {
+                    // Someone else's change went unheard: everything again,
+                    // with the watch listening.
+                    self.replace(state)?;
                 }
+                result?;
             }
             Change::Delta { added, removed } => {
                 if added.is_empty() && removed.is_empty() {
                     return Ok(0);
                 }
-                self.send(delta_batch(state.mode, added, removed)?)?;
+                if self.capacity.is_some() && !self.fits(state.macs.len()) {
+                    // The set is full: a bigger one, in one transaction.
+                    self.replace(state)?;
+                } else {
+                    match self.send(delta_batch(state.mode, added, removed)?) {
+                        Ok(()) => {}
+                        // A set of unknown size (made by an earlier helper)
+                        // that is full.
+                        Err(BackendError::Rejected {
+                            errno: nix::errno::Errno::ENFILE,
+                            ..
+                        }) => self.replace(state)?,
+                        Err(e) => return Err(e),
+                    }
+                }
             }
         }
         Ok(u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX))
@@ -509,7 +566,7 @@ mod tests {
 
     #[test]
     fn replace_batch_has_one_message_per_object_and_chunks_elements() -> Result<(), BackendError> {
-        let plan = replace_batch(&state(FilterMode::Deny, 2049, &["veth0", "br0"]), V4_DIRECT)?;
+        let plan = replace_batch(&state(FilterMode::Deny, 2049, &["veth0", "br0"]), V4_DIRECT, 4096)?;
         // table add/del/add, chain, set, 2 rules, 2 element chunks
         assert_eq!(plan.objects.len(), 9);
         assert_eq!(
@@ -543,7 +600,7 @@ mod tests {
 
     #[test]
     fn allow_mode_adds_a_catch_all_drop_per_interface() -> Result<(), BackendError> {
-        let plan = replace_batch(&state(FilterMode::Allow, 0, &["veth0"]), V4_DIRECT)?;
+        let plan = replace_batch(&state(FilterMode::Allow, 0, &["veth0"]), V4_DIRECT, 4096)?;
         let rules = plan
             .objects
             .iter()
@@ -556,6 +613,7 @@ mod tests {
                 chaddr: true,
                 dhcpv6: false,
             },
+            4096,
         )?;
         let rules = plan
             .objects

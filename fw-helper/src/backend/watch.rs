@@ -26,7 +26,7 @@ use nix::sys::time::TimeVal;
 
 use super::Filter;
 use super::NFT_TABLE as TABLE;
-use super::netlink::{Message, NetlinkError, attributes, messages};
+use super::netlink::{Message, NetlinkError, Socket, attributes, messages};
 
 /// nfnetlink multicast group of nf_tables changes (NFNLGRP_NFTABLES).
 const NFNLGRP_NFTABLES: u32 = 7;
@@ -47,6 +47,8 @@ const RCVBUF: usize = 32 * 1024 * 1024;
 const RETRY: Duration = Duration::from_millis(200);
 
 static OWN: Mutex<VecDeque<u32>> = Mutex::new(VecDeque::new());
+/// The watch socket (a duplicate), for [`Quiet`].
+static WATCH_FD: Mutex<Option<OwnedFd>> = Mutex::new(None);
 
 /// Records the port id of a socket the helper sends transactions on.
 pub fn note_own_portid(portid: u32) {
@@ -60,6 +62,86 @@ pub fn note_own_portid(portid: u32) {
 
 fn is_own(portid: u32) -> bool {
     OWN.lock().is_ok_and(|own| own.contains(&portid))
+}
+
+fn membership(fd: &OwnedFd, join: bool) -> Result<(), Errno> {
+    let group = libc::c_int::try_from(NFNLGRP_NFTABLES).unwrap_or(libc::c_int::MAX);
+    let option = if join {
+        libc::NETLINK_ADD_MEMBERSHIP
+    } else {
+        libc::NETLINK_DROP_MEMBERSHIP
+    };
+    let len = libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>()).unwrap_or(0);
+    // SAFETY: `fd` is an open socket for the duration of the call, and the
+    // option value points to a live c_int of the length given.
+    #[allow(unsafe_code)]
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_NETLINK,
+            option,
+            std::ptr::from_ref(&group).cast(),
+            len,
+        )
+    };
+    if r == 0 { Ok(()) } else { Err(Errno::last()) }
+}
+
+/// The helper's own big transaction, with its watch deaf meanwhile.
+///
+/// The kernel writes one change notification per set element for every
+/// socket that listens (so `nft monitor` shows each): for a refill of
+/// 100 000 MACs that doubles the commit's time, which a restore waits for.
+/// The watch does not need to hear the helper's own change, so it leaves
+/// the notification group for the transaction and joins again after.
+/// Whatever anybody else committed in that window went unheard; the
+/// nf_tables generation (one per committed transaction) tells: if it moved
+/// by more than the helper's own commit, [`Quiet::end`] says so and the
+/// caller writes its whole state again, listening.
+#[derive(Debug)]
+pub struct Quiet {
+    fd: OwnedFd,
+    socket: Socket,
+    before: u32,
+}
+
+impl Quiet {
+    /// `None` when there is no watch (or it cannot leave the group): the
+    /// transaction is then sent with the watch listening, as any other.
+    pub fn begin() -> Option<Quiet> {
+        let fd = WATCH_FD.lock().ok()?.as_ref()?.try_clone().ok()?;
+        let socket = Socket::open().ok()?;
+        membership(&fd, false).ok()?;
+        match socket.generation() {
+            Ok(before) => Some(Quiet { fd, socket, before }),
+            Err(e) => {
+                tracing::debug!(error = %e, "no nf_tables generation; transaction sent with the watch listening");
+                let _ = membership(&fd, true);
+                None
+            }
+        }
+    }
+
+    /// Joins the group again. True when nobody else committed a transaction
+    /// since [`Quiet::begin`] (`committed`: whether the helper's own did).
+    pub fn end(self, committed: bool) -> bool {
+        if let Err(e) = membership(&self.fd, true) {
+            tracing::error!(error = %e, "the nf_tables watch could not listen again; the filter is no longer defended");
+            return false;
+        }
+        let expected = self.before.wrapping_add(u32::from(committed));
+        match self.socket.generation() {
+            Ok(now) if now == expected => true,
+            Ok(now) => {
+                tracing::info!(
+                    transactions = now.wrapping_sub(expected),
+                    "nf_tables changed by someone else during the helper's own transaction"
+                );
+                false
+            }
+            Err(_) => false,
+        }
+    }
 }
 
 /// What a notification is about, as far as the watch cares.
@@ -132,6 +214,18 @@ impl Watch {
         let groups = 1u32 << (NFNLGRP_NFTABLES - 1);
         socket::bind(fd.as_raw_fd(), &NetlinkAddr::new(0, groups)).map_err(NetlinkError::Open)?;
         Ok(Watch { fd })
+    }
+
+    /// Lets the helper's own big transactions mute this watch ([`Quiet`]).
+    pub fn serve_quiet(&self) -> Result<(), NetlinkError> {
+        let dup = self
+            .fd
+            .try_clone()
+            .map_err(|e| NetlinkError::Open(Errno::from_raw(e.raw_os_error().unwrap_or(0))))?;
+        if let Ok(mut slot) = WATCH_FD.lock() {
+            *slot = Some(dup);
+        }
+        Ok(())
     }
 
     /// Blocks for the next batch of notifications and classifies them,
