@@ -154,11 +154,17 @@ impl Introspector {
 
     async fn start_checked(&self, node_ref: &NodeRef, opts: StartOptions) -> Result<NodeId, StartError> {
         let key = node_ref.to_string();
-        let node = self
-            .ironic
-            .get_node(&key)
-            .await
-            .map_err(|e| ironic_error(node_ref, e))?;
+        // Ironic takes a name or a UUID in both paths: the power check is
+        // asked at once, beside the node (it only reads), and looked at
+        // after the node's own checks, in 1.0's order.
+        let validate = async {
+            match opts.setup_ipmi_credentials {
+                false => Some(self.ironic.validate_power(&key).await),
+                true => None,
+            }
+        };
+        let (node, validation) = tokio::join!(self.ironic.get_node(&key), validate);
+        let node = node.map_err(|e| ironic_error(node_ref, e))?;
         let id: NodeId = node.uuid.parse().map_err(|_| StartError::BadUuid {
             node: node_ref.clone(),
             uuid: node.uuid.clone(),
@@ -184,12 +190,8 @@ impl Introspector {
                 state: state.to_owned(),
             });
         }
-        if !opts.setup_ipmi_credentials {
-            let v = self
-                .ironic
-                .validate_power(&node.uuid)
-                .await
-                .map_err(|e| ironic_error(node_ref, e))?;
+        if let Some(v) = validation {
+            let v = v.map_err(|e| ironic_error(node_ref, e))?;
             if v.result != Some(true) {
                 return Err(StartError::PowerValidation {
                     node: id,
@@ -262,12 +264,18 @@ impl Introspector {
     /// `marked`: the node already carries `extra.on_discovery`.
     pub(super) async fn reboot_into_ramdisk(self, id: NodeId, marked: bool) {
         let uuid = id.to_string();
-        if !marked
-            && let Err(e) = self
-                .ironic
-                .patch_node(&uuid, &[PatchOp::add(format!("/extra/{ON_DISCOVERY}"), "true")])
-                .await
-        {
+        // The mark and the port list do not depend on each other: both at once.
+        let mark = async {
+            match marked {
+                false => {
+                    let op = PatchOp::add(format!("/extra/{ON_DISCOVERY}"), "true");
+                    self.ironic.patch_node(&uuid, &[op]).await.map(drop)
+                }
+                true => Ok(()),
+            }
+        };
+        let (mark, ports) = tokio::join!(mark, self.ironic.list_node_ports(&uuid));
+        if let Err(e) = mark {
             return self
                 .fail(
                     id,
@@ -275,7 +283,7 @@ impl Introspector {
                 )
                 .await;
         }
-        let ports = match self.ironic.list_node_ports(&uuid).await {
+        let ports = match ports {
             Ok(p) => p,
             Err(e) => {
                 return self

@@ -285,12 +285,15 @@ impl Processor {
                 source,
             }
         };
-        let node = match self.ironic.get_node(&uuid).await {
+        // The node and its ports at once (neither needs the other).
+        let (node, listed) = tokio::join!(self.ironic.get_node(&uuid), self.ironic.list_node_ports(&uuid));
+        let node = match node {
             Ok(n) => n,
             Err(e) if e.is_not_found() => return Err(ProcessError::NotInIronic { node: id }),
             Err(source) => return Err(ProcessError::IronicGet { node: id, source }),
         };
-        let ports = self.ports(id, &node, data).await?;
+        let listed = listed.map_err(fail("list the ports"))?;
+        let ports = self.ports(id, &node, listed, data).await?;
         let mut patches = self.hooks.before_update(&node, &ports, data)?;
         let rules = self.apply_rules(&node, &mut patches.node, data).await?;
         self.send_traits(id, &rules).await?;

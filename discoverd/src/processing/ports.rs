@@ -1,5 +1,5 @@
-//! The node's ports during processing: list them, create those the
-//! report calls for, then carry out the port options' plan (deletions
+//! The node's ports during processing: from Ironic's list (read beside
+//! the node), create those the report calls for, then carry out the port options' plan (deletions
 //! per `keep_ports`, `pxe_enabled` corrections), as ironic-inspector's
 //! `validate_interfaces` does. The plan itself is pure
 //! (`hooks/port_options.rs`).
@@ -16,6 +16,7 @@ impl Processor {
         &self,
         id: NodeId,
         node: &Node,
+        mut ports: Vec<Port>,
         data: &Data,
     ) -> Result<Vec<Port>, ProcessError> {
         let fail = |what: &'static str| {
@@ -26,11 +27,6 @@ impl Processor {
             }
         };
         let policy = self.hooks.port_policy();
-        let mut ports = self
-            .ironic
-            .list_node_ports(&node.uuid)
-            .await
-            .map_err(fail("list the ports"))?;
         for (mac, pxe) in policy.creations(data, &ports) {
             match self.ironic.create_port_with(&node.uuid, &mac, pxe).await {
                 Ok(port) => ports.push(port),
