@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! table inet ironic_discoverd {            # userdata: {"mode":..,"interfaces":[..]}
-//!     set denied { type ether_addr; }      # or "allowed" in allow mode
+//!     set denied { type ether_addr; size 4096; }   # or "allowed"; size: set_size.rs
 //!     chain dhcp_filter {
 //!         type filter hook input priority filter; policy accept;
 //!         iifname "IF" udp dport 67 ether saddr @denied counter drop          # deny mode
