@@ -21,6 +21,82 @@ pub struct DhcpLab {
     _relay: Option<(Netns, ChildGuard)>,
 }
 
+/// `ip link add A type veth peer name B netns OTHER`, run in `ns`.
+fn veth(ns: &Netns, a: &str, b: &str, other: &Netns) -> anyhow::Result<()> {
+    ns.exec(&[
+        "ip",
+        "link",
+        "add",
+        a,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        b,
+        "netns",
+        other.name(),
+    ])?;
+    Ok(())
+}
+
+/// Waits until `ifname` has a usable (not tentative) link-local address:
+/// dhclient -6 and dnsmasq need one.
+fn wait_link_local(ns: &Netns, ifname: &str) -> anyhow::Result<()> {
+    crate::wait_for("a link-local address", Duration::from_secs(10), || {
+        let out = ns.exec(&["ip", "-6", "addr", "show", "dev", ifname, "scope", "link"])?;
+        Ok((out.contains("fe80") && !out.contains("tentative")).then_some(()))
+    })
+}
+
+/// The server's dnsmasq on `veth0` with `args` (its ranges and extras),
+/// leases, pid file and log in `dir`.
+fn spawn_server(server: &Netns, dir: &std::path::Path, args: &[String]) -> anyhow::Result<ChildGuard> {
+    let mut cmd = server.command("dnsmasq");
+    cmd.args([
+        "--no-daemon",
+        "--conf-file=/dev/null",
+        "--interface=veth0",
+        "--bind-interfaces",
+        "--port=0",
+        "--no-ping",
+        "--log-dhcp",
+    ])
+    .args(args)
+    .arg(format!(
+        "--dhcp-leasefile={}",
+        dir.join("dnsmasq.leases").display()
+    ))
+    .arg(format!("--pid-file={}", dir.join("dnsmasq.pid").display()))
+    .stdout(Stdio::null())
+    .stderr(std::fs::File::create(dir.join("dnsmasq.log"))?);
+    ChildGuard::spawn("dnsmasq", &mut cmd)
+}
+
+/// A dnsmasq relaying between `vethr1` (clients) and `vethr0` (server):
+/// `relay` is its `--dhcp-relay` value (local address, server address).
+fn spawn_relay(ns: &Netns, dir: &std::path::Path, relay: &str) -> anyhow::Result<ChildGuard> {
+    let mut cmd = ns.command("dnsmasq");
+    cmd.args([
+        "--no-daemon",
+        "--conf-file=/dev/null",
+        "--interface=vethr1",
+        "--interface=vethr0",
+        "--port=0",
+        "--log-dhcp",
+    ])
+    .arg(format!("--dhcp-relay={relay}"))
+    .arg(format!("--pid-file={}", dir.join("relay.pid").display()))
+    .stdout(Stdio::null())
+    .stderr(std::fs::File::create(dir.join("relay.log"))?);
+    ChildGuard::spawn("dnsmasq relay", &mut cmd)
+}
+
+/// dhclient's configuration: quick retries, a short overall timeout.
+fn write_dhclient_conf(dir: &std::path::Path) -> anyhow::Result<()> {
+    std::fs::write(dir.join("dhclient.conf"), "timeout 4;\ninitial-interval 1;\n")?;
+    Ok(())
+}
+
 impl DhcpLab {
     /// Builds the lab; the client's NIC gets `client_mac`.
     pub fn new(client_mac: &str) -> anyhow::Result<Self> {
@@ -48,19 +124,7 @@ impl DhcpLab {
     fn build(client_mac: &str, extra: &[String], ipv6: bool) -> anyhow::Result<Self> {
         let server = Netns::new("dhcps")?;
         let client = Netns::new("dhcpc")?;
-        server.exec(&[
-            "ip",
-            "link",
-            "add",
-            SERVER_IF,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "veth1",
-            "netns",
-            client.name(),
-        ])?;
+        veth(&server, SERVER_IF, "veth1", &client)?;
         server.exec(&["ip", "addr", "add", "192.0.2.1/24", "dev", SERVER_IF])?;
         if ipv6 {
             server.exec(&["sysctl", "-qw", "net.ipv6.conf.veth0.accept_dad=0"])?;
@@ -71,39 +135,14 @@ impl DhcpLab {
         client.exec(&["ip", "link", "set", "veth1", "address", client_mac])?;
         client.exec(&["ip", "link", "set", "veth1", "up"])?;
         if ipv6 {
-            // dhclient -6 and dnsmasq need usable link-local addresses.
-            for (ns, ifname) in [(&server, SERVER_IF), (&client, "veth1")] {
-                crate::wait_for("a link-local address", Duration::from_secs(10), || {
-                    let out = ns.exec(&["ip", "-6", "addr", "show", "dev", ifname, "scope", "link"])?;
-                    Ok((out.contains("fe80") && !out.contains("tentative")).then_some(()))
-                })?;
-            }
+            wait_link_local(&server, SERVER_IF)?;
+            wait_link_local(&client, "veth1")?;
         }
         let dir = tempfile::tempdir()?;
-        let mut cmd = server.command("dnsmasq");
-        cmd.args([
-            "--no-daemon",
-            "--conf-file=/dev/null",
-            "--interface=veth0",
-            "--bind-interfaces",
-            "--port=0",
-            "--no-ping",
-            "--dhcp-range=192.0.2.100,192.0.2.150,2m",
-            "--log-dhcp",
-        ])
-        .args(extra)
-        .arg(format!(
-            "--dhcp-leasefile={}",
-            dir.path().join("dnsmasq.leases").display()
-        ))
-        .arg(format!("--pid-file={}", dir.path().join("dnsmasq.pid").display()))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("dnsmasq.log"))?);
-        let dnsmasq = ChildGuard::spawn("dnsmasq", &mut cmd)?;
-        std::fs::write(
-            dir.path().join("dhclient.conf"),
-            "timeout 4;\ninitial-interval 1;\n",
-        )?;
+        let mut args = vec!["--dhcp-range=192.0.2.100,192.0.2.150,2m".to_owned()];
+        args.extend_from_slice(extra);
+        let dnsmasq = spawn_server(&server, dir.path(), &args)?;
+        write_dhclient_conf(dir.path())?;
         Ok(DhcpLab {
             server,
             client,
@@ -123,35 +162,11 @@ impl DhcpLab {
         let server = Netns::new("dhcps")?;
         let relay = Netns::new("dhcpr")?;
         let client = Netns::new("dhcpc")?;
-        server.exec(&[
-            "ip",
-            "link",
-            "add",
-            SERVER_IF,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "vethr0",
-            "netns",
-            relay.name(),
-        ])?;
+        veth(&server, SERVER_IF, "vethr0", &relay)?;
+        veth(&relay, "vethr1", "veth1", &client)?;
         server.exec(&["ip", "addr", "add", "192.0.2.1/24", "dev", SERVER_IF])?;
         server.exec(&["ip", "link", "set", SERVER_IF, "up"])?;
         server.exec(&["ip", "route", "add", "198.51.100.0/24", "via", "192.0.2.2"])?;
-        relay.exec(&[
-            "ip",
-            "link",
-            "add",
-            "vethr1",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "veth1",
-            "netns",
-            client.name(),
-        ])?;
         relay.exec(&["ip", "addr", "add", "192.0.2.2/24", "dev", "vethr0"])?;
         relay.exec(&["ip", "addr", "add", "198.51.100.1/24", "dev", "vethr1"])?;
         relay.exec(&["ip", "link", "set", "vethr0", "up"])?;
@@ -159,43 +174,10 @@ impl DhcpLab {
         client.exec(&["ip", "link", "set", "veth1", "address", client_mac])?;
         client.exec(&["ip", "link", "set", "veth1", "up"])?;
         let dir = tempfile::tempdir()?;
-        let mut cmd = server.command("dnsmasq");
-        cmd.args([
-            "--no-daemon",
-            "--conf-file=/dev/null",
-            "--interface=veth0",
-            "--bind-interfaces",
-            "--port=0",
-            "--no-ping",
-            "--dhcp-range=198.51.100.100,198.51.100.150,255.255.255.0,2m",
-            "--log-dhcp",
-        ])
-        .arg(format!(
-            "--dhcp-leasefile={}",
-            dir.path().join("dnsmasq.leases").display()
-        ))
-        .arg(format!("--pid-file={}", dir.path().join("dnsmasq.pid").display()))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("dnsmasq.log"))?);
-        let dnsmasq = ChildGuard::spawn("dnsmasq", &mut cmd)?;
-        let mut cmd = relay.command("dnsmasq");
-        cmd.args([
-            "--no-daemon",
-            "--conf-file=/dev/null",
-            "--interface=vethr1",
-            "--interface=vethr0",
-            "--port=0",
-            "--dhcp-relay=198.51.100.1,192.0.2.1",
-            "--log-dhcp",
-        ])
-        .arg(format!("--pid-file={}", dir.path().join("relay.pid").display()))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("relay.log"))?);
-        let relay_dnsmasq = ChildGuard::spawn("dnsmasq relay", &mut cmd)?;
-        std::fs::write(
-            dir.path().join("dhclient.conf"),
-            "timeout 4;\ninitial-interval 1;\n",
-        )?;
+        let range = "--dhcp-range=198.51.100.100,198.51.100.150,255.255.255.0,2m".to_owned();
+        let dnsmasq = spawn_server(&server, dir.path(), &[range])?;
+        let relay_dnsmasq = spawn_relay(&relay, dir.path(), "198.51.100.1,192.0.2.1")?;
+        write_dhclient_conf(dir.path())?;
         Ok(DhcpLab {
             server,
             client,
@@ -214,32 +196,8 @@ impl DhcpLab {
         let server = Netns::new("dhcps")?;
         let relay = Netns::new("dhcpr")?;
         let client = Netns::new("dhcpc")?;
-        server.exec(&[
-            "ip",
-            "link",
-            "add",
-            SERVER_IF,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "vethr0",
-            "netns",
-            relay.name(),
-        ])?;
-        relay.exec(&[
-            "ip",
-            "link",
-            "add",
-            "vethr1",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "veth1",
-            "netns",
-            client.name(),
-        ])?;
+        veth(&server, SERVER_IF, "vethr0", &relay)?;
+        veth(&relay, "vethr1", "veth1", &client)?;
         for (ns, ifname, addr) in [
             (&server, SERVER_IF, Some("2001:db8::1/64")),
             (&relay, "vethr0", Some("2001:db8::2/64")),
@@ -261,10 +219,7 @@ impl DhcpLab {
             ns.exec(&["ip", "link", "set", ifname, "up"])?;
         }
         for (ns, ifname) in [(&server, SERVER_IF), (&relay, "vethr1"), (&client, "veth1")] {
-            crate::wait_for("a link-local address", Duration::from_secs(10), || {
-                let out = ns.exec(&["ip", "-6", "addr", "show", "dev", ifname, "scope", "link"])?;
-                Ok((out.contains("fe80") && !out.contains("tentative")).then_some(()))
-            })?;
+            wait_link_local(ns, ifname)?;
         }
         server.exec(&[
             "ip",
@@ -276,42 +231,10 @@ impl DhcpLab {
             "2001:db8::2",
         ])?;
         let dir = tempfile::tempdir()?;
-        let mut cmd = server.command("dnsmasq");
-        cmd.args([
-            "--no-daemon",
-            "--conf-file=/dev/null",
-            "--interface=veth0",
-            "--bind-interfaces",
-            "--port=0",
-            "--dhcp-range=2001:db8:1::100,2001:db8:1::1ff,64,2m",
-            "--log-dhcp",
-        ])
-        .arg(format!(
-            "--dhcp-leasefile={}",
-            dir.path().join("dnsmasq.leases").display()
-        ))
-        .arg(format!("--pid-file={}", dir.path().join("dnsmasq.pid").display()))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("dnsmasq.log"))?);
-        let dnsmasq = ChildGuard::spawn("dnsmasq", &mut cmd)?;
-        let mut cmd = relay.command("dnsmasq");
-        cmd.args([
-            "--no-daemon",
-            "--conf-file=/dev/null",
-            "--interface=vethr1",
-            "--interface=vethr0",
-            "--port=0",
-            "--dhcp-relay=2001:db8:1::1,2001:db8::1",
-            "--log-dhcp",
-        ])
-        .arg(format!("--pid-file={}", dir.path().join("relay.pid").display()))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("relay.log"))?);
-        let relay_dnsmasq = ChildGuard::spawn("dnsmasq relay", &mut cmd)?;
-        std::fs::write(
-            dir.path().join("dhclient.conf"),
-            "timeout 4;\ninitial-interval 1;\n",
-        )?;
+        let range = "--dhcp-range=2001:db8:1::100,2001:db8:1::1ff,64,2m".to_owned();
+        let dnsmasq = spawn_server(&server, dir.path(), &[range])?;
+        let relay_dnsmasq = spawn_relay(&relay, dir.path(), "2001:db8:1::1,2001:db8::1")?;
+        write_dhclient_conf(dir.path())?;
         Ok(DhcpLab {
             server,
             client,
