@@ -119,36 +119,5 @@ async fn relayed_dhcpv6_is_filtered_by_the_client_link_layer_option() -> anyhow:
         return Ok(());
     }
     let lab = DhcpLab::relayed6(&mac(CLIENT_MAC).to_string())?;
-    let h = Helper::start(&lab.server, "")?;
-    let mut c = h.client().await?;
-    expect_applied(
-        &call(&mut c, sync(&["veth0"], FilterMode::Deny, vec![mac(1)])).await?,
-        1,
-    );
-    assert!(
-        lab.try_lease6(Duration::from_secs(15))?,
-        "no DHCPv6 lease through the relay with nothing denied:\n{}",
-        lab.server_log()
-    );
-    expect_applied(
-        &call(
-            &mut c,
-            sync(&["veth0"], FilterMode::Deny, vec![mac(CLIENT_MAC), mac(1)]),
-        )
-        .await?,
-        2,
-    );
-    assert!(
-        !lab.try_lease6(Duration::from_secs(6))?,
-        "a denied MAC got a DHCPv6 lease through the relay"
-    );
-    expect_applied(
-        &call(&mut c, sync(&["veth0"], FilterMode::Allow, vec![mac(CLIENT_MAC)])).await?,
-        1,
-    );
-    assert!(
-        lab.try_lease6(Duration::from_secs(15))?,
-        "allow mode did not serve a listed MAC's DHCPv6 through the relay"
-    );
-    Ok(())
+    deny_and_allow_scenario(&lab, CLIENT_MAC, Dhcp::V6).await
 }

@@ -83,50 +83,7 @@ async fn relayed_requests_are_filtered_by_the_clients_mac() -> anyhow::Result<()
         return Ok(());
     }
     let lab = DhcpLab::relayed(&mac(CLIENT_MAC).to_string())?;
-    let h = Helper::start(&lab.server, "")?;
-    let mut c = h.client().await?;
-
-    // Nothing denied: the relay works end to end.
-    expect_applied(
-        &call(&mut c, sync(&["veth0"], FilterMode::Deny, vec![mac(1)])).await?,
-        1,
-    );
-    assert!(
-        lab.try_lease(Duration::from_secs(15))?,
-        "no lease through the relay with nothing denied:\n{}",
-        lab.server_log()
-    );
-    // Deny mode, the client's MAC in the set: no lease through the relay.
-    expect_applied(
-        &call(
-            &mut c,
-            sync(&["veth0"], FilterMode::Deny, vec![mac(CLIENT_MAC), mac(1)]),
-        )
-        .await?,
-        2,
-    );
-    assert!(
-        !lab.try_lease(Duration::from_secs(6))?,
-        "a denied MAC got a lease through the relay"
-    );
-    // Allow mode: listed → served through the relay, unlisted → not.
-    expect_applied(
-        &call(&mut c, sync(&["veth0"], FilterMode::Allow, vec![mac(CLIENT_MAC)])).await?,
-        1,
-    );
-    assert!(
-        lab.try_lease(Duration::from_secs(15))?,
-        "allow mode did not serve a listed MAC through the relay"
-    );
-    expect_applied(
-        &call(&mut c, sync(&["veth0"], FilterMode::Allow, vec![mac(1)])).await?,
-        1,
-    );
-    assert!(
-        !lab.try_lease(Duration::from_secs(6))?,
-        "allow mode served an unlisted MAC through the relay"
-    );
-    Ok(())
+    deny_and_allow_scenario(&lab, CLIENT_MAC, Dhcp::V4).await
 }
 
 /// A helper restarted after its table was deleted drops DHCP from a known

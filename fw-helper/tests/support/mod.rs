@@ -188,3 +188,71 @@ pub fn setpriv_ctl(uid: u32, socket: &std::path::Path) -> anyhow::Result<std::pr
         .output()
         .context("failed to run setpriv")
 }
+
+/// Which DHCP a packet scenario speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dhcp {
+    V4,
+    V6,
+}
+
+impl Dhcp {
+    fn lease(self, lab: &ironic_discoverd_e2e::dhcp::DhcpLab, limit: Duration) -> anyhow::Result<bool> {
+        match self {
+            Dhcp::V4 => lab.try_lease(limit),
+            Dhcp::V6 => lab.try_lease6(limit),
+        }
+    }
+}
+
+/// Real DHCP from the lab's client (MAC `mac(client)`) through the helper
+/// on the server's `veth0`, in both modes: nothing denied → a lease; the
+/// client denied → none; allow mode with it listed → a lease; with only
+/// another MAC listed → none.
+pub async fn deny_and_allow_scenario(
+    lab: &ironic_discoverd_e2e::dhcp::DhcpLab,
+    client: u32,
+    dhcp: Dhcp,
+) -> anyhow::Result<()> {
+    let h = Helper::start(&lab.server, "")?;
+    let mut c = h.client().await?;
+    let what = format!("{dhcp:?}");
+    expect_applied(
+        &call(&mut c, sync(&["veth0"], FilterMode::Deny, vec![mac(1)])).await?,
+        1,
+    );
+    anyhow::ensure!(
+        dhcp.lease(lab, Duration::from_secs(15))?,
+        "{what}: no lease with nothing denied:\n{}",
+        lab.server_log()
+    );
+    expect_applied(
+        &call(
+            &mut c,
+            sync(&["veth0"], FilterMode::Deny, vec![mac(client), mac(1)]),
+        )
+        .await?,
+        2,
+    );
+    anyhow::ensure!(
+        !dhcp.lease(lab, Duration::from_secs(6))?,
+        "{what}: a denied MAC got a lease"
+    );
+    expect_applied(
+        &call(&mut c, sync(&["veth0"], FilterMode::Allow, vec![mac(client)])).await?,
+        1,
+    );
+    anyhow::ensure!(
+        dhcp.lease(lab, Duration::from_secs(15))?,
+        "{what}: allow mode did not serve a listed MAC"
+    );
+    expect_applied(
+        &call(&mut c, sync(&["veth0"], FilterMode::Allow, vec![mac(1)])).await?,
+        1,
+    );
+    anyhow::ensure!(
+        !dhcp.lease(lab, Duration::from_secs(6))?,
+        "{what}: allow mode served an unlisted MAC"
+    );
+    Ok(())
+}
