@@ -37,7 +37,7 @@ use rustables::expr::{
 use rustables::{Chain, Rule};
 
 use super::BackendError;
-use super::nft::{rule_prefix, transport_payload};
+use super::nft_expr::{rule_prefix, transport_payload};
 
 /// The DHCPv6 server port.
 pub const DHCPV6_SERVER_PORT: u16 = 547;

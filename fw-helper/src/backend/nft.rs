@@ -31,16 +31,14 @@ use std::time::Instant;
 
 use common::{FilterMode, FilterState, InterfaceName, MacAddr};
 use rustables::expr::{
-    Cmp, CmpOp, Counter, HighLevelPayload, Immediate, LLHeaderField, Lookup, Meta, MetaType, Payload,
-    Register, TransportHeaderField, UDPHeaderField, VerdictKind,
+    Cmp, CmpOp, Counter, HighLevelPayload, Immediate, LLHeaderField, Lookup, Meta, MetaType, VerdictKind,
 };
 use rustables::set::SetElementList;
-use rustables::{
-    Batch, Chain, ChainPolicy, ChainType, Hook, HookClass, MsgType, ProtocolFamily, Rule, Set, Table,
-};
+use rustables::{Batch, Chain, ChainPolicy, ChainType, Hook, HookClass, MsgType, ProtocolFamily, Set, Table};
 use serde::{Deserialize, Serialize};
 
 use super::netlink::{NetlinkError, Socket};
+use super::nft_expr::{rule_prefix, transport_payload};
 use super::{Applied, Backend, BackendError, Change};
 use super::{set_size, watch};
 
@@ -50,7 +48,6 @@ pub const CHAIN: &str = "dhcp_filter";
 /// before the u16 attribute length silently wraps (nftables.md §4.1).
 pub const CHUNK: usize = 2048;
 const DHCP_SERVER_PORT: u16 = 67;
-const IPPROTO_UDP: u8 = 17;
 const ARPHRD_ETHER: u16 = 1;
 /// Offset in the UDP datagram of the BOOTP `htype`,`hlen` pair (8-byte UDP
 /// header + 1, after `op`), and the value that means a 6-byte Ethernet
@@ -173,27 +170,6 @@ impl Default for Matching {
             dhcpv6: true,
         }
     }
-}
-
-/// `@th,OFFSET*8,LEN*8` into register 1.
-pub(super) fn transport_payload(offset: u32, len: u32) -> Payload {
-    Payload::default()
-        .with_base(rustables::sys::NFT_PAYLOAD_TRANSPORT_HEADER)
-        .with_offset(offset)
-        .with_len(len)
-        .with_dreg(Register::Reg1)
-}
-
-/// `iifname IF udp dport PORT`.
-pub(super) fn rule_prefix(chain: &Chain, iface: &InterfaceName, port: u16) -> Result<Rule, BackendError> {
-    let rule = Rule::new(chain).map_err(|e| BackendError::Build(e.to_string()))?;
-    Ok(rule
-        .with_expr(Meta::new(MetaType::IifName))
-        .with_expr(Cmp::new(CmpOp::Eq, iface.padded().to_vec()))
-        .with_expr(Meta::new(MetaType::L4Proto))
-        .with_expr(Cmp::new(CmpOp::Eq, vec![IPPROTO_UDP]))
-        .with_expr(HighLevelPayload::Transport(TransportHeaderField::Udp(UDPHeaderField::Dport)).build())
-        .with_expr(Cmp::new(CmpOp::Eq, port.to_be_bytes().to_vec())))
 }
 
 /// Pure: the batch that replaces the whole table with `state`, its set
