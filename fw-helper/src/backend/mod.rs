@@ -10,6 +10,7 @@ pub mod hostsdir;
 pub mod iptables;
 pub mod netlink;
 pub mod nft;
+mod nft_backend;
 mod nft_expr;
 pub mod noop;
 pub mod set_size;
