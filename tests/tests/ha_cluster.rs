@@ -40,8 +40,9 @@ const LATE: usize = 3;
 const OUTAGE_STARTS: usize = 6;
 /// Nodes whose report is sent while PostgreSQL restarts.
 const OUTAGE_REPORTS: usize = 6;
-/// Long enough for every reported node to finish first.
-const TIMEOUT_SECS: u64 = 120;
+/// Never reached by a reported node, however slow the machine: the node
+/// that must time out is made older than this in the database.
+const TIMEOUT_SECS: u64 = 900;
 /// Liveness bound for one wait (not a speed claim).
 const LIVENESS: Duration = Duration::from_secs(60);
 /// How long PostgreSQL stays down: longer than a lease (2 s), so every
@@ -239,6 +240,30 @@ async fn enroll(ironic: &IronicRest, nodes: &[(String, String)]) -> anyhow::Resu
     Ok(uuids)
 }
 
+/// POSTs each (URL, JSON body) call, 8 at a time; the status codes in order.
+async fn post_all(http: &reqwest::Client, calls: Vec<(String, Option<Value>)>) -> anyhow::Result<Vec<u16>> {
+    let mut codes = vec![0; calls.len()];
+    let mut sending = tokio::task::JoinSet::new();
+    for (i, (url, body)) in calls.into_iter().enumerate() {
+        let mut req = http.post(url);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        sending.spawn(async move { Ok::<_, anyhow::Error>((i, req.send().await?.status().as_u16())) });
+        while sending.len() >= 8 {
+            if let Some(r) = sending.join_next().await {
+                let (i, code) = r??;
+                codes[i] = code;
+            }
+        }
+    }
+    while let Some(r) = sending.join_next().await {
+        let (i, code) = r??;
+        codes[i] = code;
+    }
+    Ok(codes)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_daemons_survive_a_kill_and_a_postgresql_restart() -> anyhow::Result<()> {
     let Some(ironic_url) = ironic_discoverd_e2e::services::privileged_ironic_url("ha_cluster")? else {
@@ -259,19 +284,29 @@ async fn three_daemons_survive_a_kill_and_a_postgresql_restart() -> anyhow::Resu
             )
         })
         .collect();
-    let uuids = enroll(&ironic, &nodes).await?;
     let late = NODES..NODES + LATE;
     let outage_starts = NODES + LATE..NODES + LATE + OUTAGE_STARTS;
     let timed = total - 1; // never reports
     let finishing = NODES + LATE + OUTAGE_STARTS;
 
+    let t0 = std::time::Instant::now();
+    let uuids = enroll(&ironic, &nodes).await?;
+    let mut phases = vec![("enrolled", t0.elapsed())];
     let mut cluster = Cluster::start(3, &ironic_url, &db.url)?;
     for d in 0..3 {
         cluster.wait_ready(d).await?;
     }
     assert_eq!(cluster.introspect(0, &uuids[timed]).await?, 202);
-    for (i, uuid) in uuids[..NODES].iter().enumerate() {
-        assert_eq!(cluster.introspect(i % 3, uuid).await?, 202, "start of {uuid}");
+    let starts = (0..NODES)
+        .map(|i| {
+            (
+                cluster.url(i % 3, &format!("/v1/introspection/{}", uuids[i])),
+                None,
+            )
+        })
+        .collect();
+    for (i, code) in post_all(&cluster.http, starts).await?.into_iter().enumerate() {
+        assert_eq!(code, 202, "start of {}", uuids[i]);
     }
     let half = NODES / 2;
     for uuid in &uuids[..half] {
@@ -282,20 +317,21 @@ async fn three_daemons_survive_a_kill_and_a_postgresql_restart() -> anyhow::Resu
     // daemon 2, and daemon 2 killed as soon as they are answered.
     let mut seed = u64::from(p);
     let mut reported = [0usize; 3];
-    for i in 0..half {
-        let d = next(&mut seed) % 3;
-        let (mac, bmc) = &nodes[i];
-        assert_eq!(
-            cluster.report(d, &payload(mac, bmc)).await?,
-            200,
-            "report of {}",
-            uuids[i]
-        );
-        reported[d] += 1;
+    let reports = (0..half)
+        .map(|i| {
+            let d = next(&mut seed) % 3;
+            reported[d] += 1;
+            let (mac, bmc) = &nodes[i];
+            (cluster.url(d, "/v1/continue"), Some(payload(mac, bmc)))
+        })
+        .collect();
+    for (i, code) in post_all(&cluster.http, reports).await?.into_iter().enumerate() {
+        assert_eq!(code, 200, "report of {}", uuids[i]);
     }
     for i in late.clone() {
         assert_eq!(cluster.introspect(2, &uuids[i]).await?, 202);
     }
+    phases.push(("half reported", t0.elapsed()));
     let killed_pid = cluster.daemons[2].guard.pid();
     cluster.daemons[2].guard.kill();
     let held: Vec<String> = db
@@ -328,6 +364,8 @@ async fn three_daemons_survive_a_kill_and_a_postgresql_restart() -> anyhow::Resu
         .await
         .map_err(|e| anyhow::anyhow!("{e:#}\n{}", cluster.logs().join("\n----\n")))?;
 
+    phases.push(("PostgreSQL restarted", t0.elapsed()));
+
     // The rest report (the late ones once taken over and rebooted).
     for i in outage_reports.end..finishing {
         cluster
@@ -349,9 +387,19 @@ async fn three_daemons_survive_a_kill_and_a_postgresql_restart() -> anyhow::Resu
             history(&cluster.logs(), uuid)
         );
     }
+    phases.push(("all finished", t0.elapsed()));
+    // The timeout is far off (no reported node may reach it on a slow
+    // machine): the never-reported node is made old enough for it.
+    db.execute(&format!(
+        "UPDATE nodes SET started_at = started_at - {} WHERE uuid = '{}'",
+        2 * TIMEOUT_SECS * 1_000_000,
+        uuids[timed]
+    ))
+    .await?;
     let st = cluster
         .wait_status(1, &uuids[timed], |s| s["finished"] == true)
         .await?;
+    phases.push(("timed out", t0.elapsed()));
     assert_eq!(st["error"], "Introspection timeout", "{st}");
 
     let logs = cluster.logs();
@@ -388,7 +436,7 @@ async fn three_daemons_survive_a_kill_and_a_postgresql_restart() -> anyhow::Resu
     }
     eprintln!(
         "ha_cluster: {finishing} nodes, {} held by the killed daemon, first-half reports per daemon {reported:?}; \
-         during the restart {answers}logs in {}",
+         during the restart {answers}at {phases:.1?}; logs in {}",
         held.len(),
         cluster.dir.path().display()
     );

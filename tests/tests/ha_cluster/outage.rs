@@ -48,7 +48,7 @@ impl Client<'_> {
     /// Sends `req`; its status code. No answer at all (a refused
     /// connection to a live daemon, or none within the client's timeout)
     /// is an error: a daemon must answer, 503 at worst.
-    async fn send(&self, what: &'static str, req: reqwest::RequestBuilder) -> anyhow::Result<u16> {
+    async fn send(&self, what: &'static str, req: reqwest::RequestBuilder) -> anyhow::Result<(u16, Value)> {
         let r = req
             .send()
             .await
@@ -62,10 +62,10 @@ impl Client<'_> {
             .push(Answer {
                 what,
                 code,
-                body,
+                body: body.clone(),
                 retry_after,
             });
-        Ok(code)
+        Ok((code, body))
     }
 
     /// Sends what `req` makes until it is answered `ok`; a 503 waits and
@@ -79,10 +79,10 @@ impl Client<'_> {
         let deadline = Instant::now() + LIVENESS;
         loop {
             match self.send(what, req()).await? {
-                c if c == ok => return Ok(()),
-                503 if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
-                503 => anyhow::bail!("{what}: still 503 {LIVENESS:?} after PostgreSQL came back"),
-                c => anyhow::bail!("{what} answered {c} while PostgreSQL restarted"),
+                (c, _) if c == ok => return Ok(()),
+                (503, _) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
+                (503, _) => anyhow::bail!("{what}: still 503 {LIVENESS:?} after PostgreSQL came back"),
+                (c, body) => anyhow::bail!("{what} answered {c} while PostgreSQL restarted: {body}"),
             }
         }
     }
@@ -164,7 +164,7 @@ pub async fn restart_under_load(cluster: &Cluster, pg: &OwnServer, load: Load<'_
             ),
         ];
         for (what, req) in probes {
-            let code = client.send(what, req).await?;
+            let (code, _) = client.send(what, req).await?;
             anyhow::ensure!(code == 503, "{what} answered {code} with PostgreSQL down");
         }
         tokio::time::sleep(DOWN).await;
