@@ -2,6 +2,8 @@
 # A throwaway PostgreSQL 15 cluster for tests and benchmarks:
 #   scripts/postgres.sh start DIR [--port PORT]   # prints the URL, writes DIR/url
 #   scripts/postgres.sh stop DIR                  # stops it by PID and removes DIR
+#   scripts/postgres.sh pause DIR                 # stops it (fast shutdown), keeps DIR
+#   scripts/postgres.sh resume DIR                # starts it again: same port, same data
 # The cluster lives in DIR (initdb), listens on 127.0.0.1:PORT (default
 # 15432) and on a Unix socket in DIR, trusts local connections (nothing
 # but this machine can reach it) and has one superuser, `discoverd`, so
@@ -12,7 +14,7 @@ set -euo pipefail
 
 cmd=${1:-}
 dir=${2:-}
-[ -n "$cmd" ] && [ -n "$dir" ] || { echo "usage: $0 start|stop DIR [--port PORT]" >&2; exit 2; }
+[ -n "$cmd" ] && [ -n "$dir" ] || { echo "usage: $0 start|stop|pause|resume DIR [--port PORT]" >&2; exit 2; }
 port=15432
 if [ "${3:-}" = "--port" ]; then port=${4:?--port needs a value}; fi
 
@@ -29,6 +31,24 @@ as_owner() {
   fi
 }
 
+# Starts the server of DIR on the port recorded in DIR/port.
+serve() {
+  local port
+  port=$(cat "$dir/port")
+  as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 \
+    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=300 -c shared_buffers=64MB" start >/dev/null \
+    || { cat "$dir/server.log" >&2; exit 1; }
+}
+
+# Fast shutdown (open sessions are cut, as a server going down does).
+halt() {
+  local pidfile="$dir/data/postmaster.pid"
+  if [ -f "$pidfile" ]; then
+    pid=$(head -1 "$pidfile")
+    as_owner "$bindir/pg_ctl" -D "$dir/data" -m fast -w -t 30 stop >/dev/null 2>&1 || kill "$pid" 2>/dev/null || true
+  fi
+}
+
 case "$cmd" in
 start)
   mkdir -p "$dir"
@@ -39,24 +59,27 @@ start)
   fi
   as_owner "$bindir/initdb" -D "$dir/data" -U discoverd --auth=trust -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 \
     || { cat "$dir/initdb.log" >&2; exit 1; }
+  echo "$port" >"$dir/port"
   # Fast and throwaway, but still durable: fsync stays on so that the
   # numbers measured on it are the ones a real server gives.
-  as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 \
-    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=300 -c shared_buffers=64MB" start >/dev/null \
-    || { cat "$dir/server.log" >&2; exit 1; }
+  serve
   url="postgresql://discoverd@127.0.0.1:$port/postgres"
   echo "$url" >"$dir/url"
   echo "$url"
   ;;
 stop)
-  pidfile="$dir/data/postmaster.pid"
-  if [ -f "$pidfile" ]; then
-    pid=$(head -1 "$pidfile")
-    as_owner "$bindir/pg_ctl" -D "$dir/data" -m fast -w -t 30 stop >/dev/null 2>&1 || kill "$pid" 2>/dev/null || true
-  fi
+  halt
   rm -rf "$dir"
   ;;
+pause)
+  [ -f "$dir/port" ] || { echo "postgres.sh: no cluster in $dir" >&2; exit 1; }
+  halt
+  ;;
+resume)
+  [ -f "$dir/port" ] || { echo "postgres.sh: no cluster in $dir" >&2; exit 1; }
+  serve
+  ;;
 *)
-  echo "usage: $0 start|stop DIR [--port PORT]" >&2; exit 2
+  echo "usage: $0 start|stop|pause|resume DIR [--port PORT]" >&2; exit 2
   ;;
 esac

@@ -6,15 +6,20 @@
 //!   - status: `GET /v1/introspection/<uuid>` with wrk for 5 s, 24
 //!     connections in all (split over the daemons): req/s summed;
 //!   - reports: `POST /v1/continue` for the 300 nodes, 16 at a time,
-//!     round-robin: reports/s until the last answer.
+//!     round-robin: reports/s until the last answer (each a lookup, the
+//!     processing and the end, against the fake Ironic);
+//!   - unknown reports: `POST /v1/continue` with wrk for 5 s, a report
+//!     whose MAC and BMC match no node (the lookup, answered 404), the
+//!     24 connections split over the daemons: req/s summed.
 //!
-//! Then, with the real Ironic (DISCOVERD_TEST_IRONIC_URL; skipped
+//! Then, with the real Ironic (DISCOVERD_BENCH_IRONIC_URL, as
+//! scripts/bench.sh sets it, else DISCOVERD_TEST_IRONIC_URL; skipped
 //! without), 200 introspections end to end (start round-robin, report to
 //! a random daemon, wait for every node to end): wall time and failed
 //! nodes, for the same three set-ups and for three daemons of which one
 //! is SIGKILLed after half the reports (its work is taken over once its
 //! 3 s lease expires). `DISCOVERD_BENCH_NODES` scales both node counts
-//! down for a smoke run.
+//! down and `DISCOVERD_BENCH_SECONDS` sets wrk's duration, for a smoke run.
 //!
 //! Needs a PostgreSQL server: DISCOVERD_TEST_POSTGRES_URL (a superuser
 //! URL; scripts/postgres.sh starts one). Run:
@@ -153,17 +158,31 @@ async fn spread(
     (uuids.len() as f64 / t.elapsed().as_secs_f64(), failed)
 }
 
-/// wrk against one URL for 5 s; req/s.
-fn wrk(url: String, conns: u32) -> f64 {
-    let out = Command::new("wrk")
-        .args(["-t", "2", "-c", &conns.to_string(), "-d", "5s", &url])
+/// wrk's duration: 5 s, or the smoke-run override.
+fn wrk_seconds() -> u64 {
+    std::env::var("DISCOVERD_BENCH_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5)
+}
+
+/// wrk against one URL; req/s. With `script`, wrk runs that Lua (a POST).
+fn wrk(url: String, conns: u32, script: Option<&std::path::Path>) -> f64 {
+    let mut cmd = Command::new("wrk");
+    cmd.args(["-t", "2", "-c", &conns.to_string()])
+        .arg("-d")
+        .arg(format!("{}s", wrk_seconds()));
+    if let Some(s) = script {
+        cmd.arg("-s").arg(s);
+    }
+    let out = cmd
+        .arg(&url)
         .output()
         .unwrap_or_else(|e| panic!("wrk: {e} (scripts/setup-system.sh installs it)"));
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    for l in text
-        .lines()
-        .filter(|l| l.contains("Non-2xx") || l.contains("Socket errors"))
-    {
+    // The scripted run posts unknown reports: every answer is a 404.
+    let non_2xx = |l: &str| script.is_none() && l.contains("Non-2xx");
+    for l in text.lines().filter(|l| non_2xx(l) || l.contains("Socket errors")) {
         eprintln!("wrk {url}: {}", l.trim());
     }
     text.lines()
@@ -172,17 +191,30 @@ fn wrk(url: String, conns: u32) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// All daemons at once, the connections split between them; req/s summed.
-fn status_rps(daemons: &[Daemon], uuid: &str) -> f64 {
+/// All daemons at once on `path`, the connections split between them;
+/// req/s summed.
+fn all_rps(daemons: &[Daemon], path: &str, script: Option<&std::path::Path>) -> f64 {
     let per = (WRK_CONNECTIONS / daemons.len() as u32).max(2);
     let runs: Vec<_> = daemons
         .iter()
         .map(|d| {
-            let url = format!("{}/v1/introspection/{uuid}", d.base);
-            std::thread::spawn(move || wrk(url, per))
+            let url = format!("{}{path}", d.base);
+            let script = script.map(std::path::Path::to_owned);
+            std::thread::spawn(move || wrk(url, per, script.as_deref()))
         })
         .collect();
     runs.into_iter().map(|r| r.join().unwrap_or(0.0)).sum()
+}
+
+/// A wrk script posting a report that matches no node.
+fn unknown_report_script(dir: &std::path::Path) -> std::path::PathBuf {
+    let body = report("52:54:ff:ff:ff:ff", "203.0.113.254").to_string();
+    let lua = format!(
+        "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.body = [[{body}]]\n"
+    );
+    let path = dir.join("unknown-report.lua");
+    std::fs::write(&path, lua).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    path
 }
 
 fn main() {
@@ -210,10 +242,11 @@ async fn run() {
     let fake = FakeIronic::start().await.unwrap_or_else(|e| panic!("{e}"));
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let nodes = scaled(NODES);
+    let unknown = unknown_report_script(dir.path());
     println!(
-        "| store | daemons | starts/s ({nodes} nodes, {START_CONCURRENCY} at a time) | failed | status GET req/s (sum, {WRK_CONNECTIONS} connections) | /v1/continue reports/s | failed |"
+        "| store | daemons | starts/s ({nodes} nodes, {START_CONCURRENCY} at a time) | failed | status GET req/s (sum, {WRK_CONNECTIONS} connections) | /v1/continue reports/s | failed | /v1/continue unknown node req/s (sum) |"
     );
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for (run, (store, n)) in [("SQLite", 1usize), ("PostgreSQL", 1), ("PostgreSQL", 3)]
         .into_iter()
         .enumerate()
@@ -242,22 +275,27 @@ async fn run() {
         let (sps, failed) = starts(&http, &daemons, &uuids).await;
         // Let the start flows' background calls settle before reading.
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let target = uuids[0].clone();
-        let (rps, daemons) = tokio::task::spawn_blocking(move || {
-            let r = status_rps(&daemons, &target);
-            (r, daemons)
+        let target = format!("/v1/introspection/{}", uuids[0]);
+        let script = unknown.clone();
+        let (rps, ups, daemons) = tokio::task::spawn_blocking(move || {
+            let r = all_rps(&daemons, &target, None);
+            let u = all_rps(&daemons, "/v1/continue", Some(&script));
+            (r, u, daemons)
         })
         .await
         .unwrap_or_else(|e| panic!("{e}"));
         let bases: Vec<String> = daemons.iter().map(|d| d.base.clone()).collect();
         let (cps, cfailed) = spread(&http, &bases, reports, 200).await;
         drop(daemons);
-        println!("| {store} | {n} | {sps:.0} | {failed} | {rps:.0} | {cps:.0} | {cfailed} |");
+        println!("| {store} | {n} | {sps:.0} | {failed} | {rps:.0} | {cps:.0} | {cfailed} | {ups:.0} |");
         drop(db);
     }
-    match std::env::var("DISCOVERD_TEST_IRONIC_URL") {
-        Ok(url) if !url.is_empty() => real_ironic(&http, dir.path(), &url).await,
-        _ => println!("\n(no DISCOVERD_TEST_IRONIC_URL: the real-Ironic runs are skipped)"),
+    let real = ["DISCOVERD_BENCH_IRONIC_URL", "DISCOVERD_TEST_IRONIC_URL"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()));
+    match real {
+        Some(url) => real_ironic(&http, dir.path(), &url).await,
+        None => println!("\n(no DISCOVERD_BENCH_IRONIC_URL: the real-Ironic runs are skipped)"),
     }
 }
 

@@ -67,17 +67,23 @@ impl TestDatabase {
     /// A new, empty database; `None` when the test should skip.
     pub async fn create() -> anyhow::Result<Option<Self>> {
         let Some(server) = server()? else { return Ok(None) };
+        Self::create_on(&server).await.map(Some)
+    }
+
+    /// A new, empty database on the server at `server` (a superuser URL).
+    pub async fn create_on(server: &str) -> anyhow::Result<Self> {
+        let server = server.to_owned();
         let name = format!("discoverd_test_{}", uuid::Uuid::new_v4().simple());
         admin(&server)
             .await?
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .await
             .with_context(|| format!("creating database {name}"))?;
-        Ok(Some(TestDatabase {
+        Ok(TestDatabase {
             url: with_database(&server, &name)?,
             admin: server,
             name,
-        }))
+        })
     }
 }
 
@@ -114,6 +120,81 @@ impl TestDatabase {
         rows.iter()
             .map(|r| r.try_get::<_, String>(0).map_err(Into::into))
             .collect()
+    }
+}
+
+/// A PostgreSQL server of one test's own (`scripts/postgres.sh start` in a
+/// temporary directory), which the test may stop and start again as an
+/// operator restarting the database would; stopped and removed on drop.
+/// The suite's shared server is never stopped: other tests use it.
+#[derive(Debug)]
+pub struct OwnServer {
+    /// Its superuser URL (database `postgres`).
+    pub url: String,
+    /// Where it lives (data, server.log).
+    pub dir: tempfile::TempDir,
+}
+
+impl OwnServer {
+    /// Starts one on a free port; `None` (the test skips, saying so) when
+    /// PostgreSQL is not installed, an error when the test is required
+    /// (`DISCOVERD_REQUIRE_PRIVILEGED=1`).
+    pub fn start() -> anyhow::Result<Option<Self>> {
+        let dir = tempfile::tempdir()?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let out = std::process::Command::new(script())
+            .arg("start")
+            .arg(dir.path())
+            .args(["--port", &port.to_string()])
+            .output()
+            .context("running scripts/postgres.sh")?;
+        if !out.status.success() {
+            let why = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+            if std::env::var("DISCOVERD_REQUIRE_PRIVILEGED").as_deref() == Ok("1") {
+                bail!("scripts/postgres.sh start failed and DISCOVERD_REQUIRE_PRIVILEGED=1: {why}");
+            }
+            eprintln!("skipped: cannot start a PostgreSQL of the test's own: {why}");
+            return Ok(None);
+        }
+        let url = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        Ok(Some(OwnServer { url, dir }))
+    }
+
+    /// `false` stops the server (fast shutdown: open sessions are cut) and
+    /// keeps its data; `true` starts it again on the same port.
+    pub fn set_running(&self, up: bool) -> anyhow::Result<()> {
+        let what = if up { "resume" } else { "pause" };
+        let out = std::process::Command::new(script())
+            .arg(what)
+            .arg(self.dir.path())
+            .output()
+            .context("running scripts/postgres.sh")?;
+        if !out.status.success() {
+            bail!(
+                "scripts/postgres.sh {what} failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(())
+    }
+
+    /// Runs SQL on its `postgres` database as the superuser.
+    pub async fn execute(&self, sql: &str) -> anyhow::Result<()> {
+        admin(&self.url).await?.batch_execute(sql).await?;
+        Ok(())
+    }
+}
+
+fn script() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/postgres.sh")
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(script())
+            .arg("stop")
+            .arg(self.dir.path())
+            .output();
     }
 }
 

@@ -41,6 +41,28 @@ fn missing_database_is_a_clear_startup_error() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A `database` that is no usable URL (another database's scheme, an
+/// unparsable PostgreSQL URL) is refused before anything is opened,
+/// naming the setting, never printing the password (the server-side
+/// failures are in postgres_startup.rs).
+#[test]
+fn a_bad_database_url_is_named_without_its_password() -> anyhow::Result<()> {
+    for url in [
+        "mysql://discoverd:s3cret-Pw@db.example/discoverd",
+        "postgresql://discoverd:s3cret-Pw@db.example:notaport/discoverd",
+        "postgresql://discoverd:s3cret-Pw@db.example/discoverd?sslmode=sometimes",
+    ] {
+        let (code, err) = run_with_conf(&format!("[discoverd]\ndatabase = {url}\n"), false)?;
+        assert_eq!(code, 1, "{url}: {err}");
+        assert!(
+            err.contains("CONF: [discoverd] database = \"") && err.contains("db.example"),
+            "{url}: {err}"
+        );
+        assert!(!err.contains("s3cret-Pw"), "the password was printed: {err}");
+    }
+    Ok(())
+}
+
 #[test]
 fn unknown_option_is_refused() -> anyhow::Result<()> {
     let (code, err) = run_with_conf(

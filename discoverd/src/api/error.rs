@@ -79,12 +79,13 @@ impl From<StoreError> for ApiError {
             }
             StoreError::StateChanged { .. } => ApiError::new(StatusCode::CONFLICT, e.to_string()),
             StoreError::DataTooLarge { .. } => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()),
-            // The database is unusable (read-only, disk full, locked):
-            // say so plainly; it is the operator's to fix, not a bug.
+            // The database is unusable (PostgreSQL down or unreachable,
+            // a read-only file, a full disk, locked): say so plainly; it
+            // is the operator's to fix, not a bug.
             StoreError::Backend { .. } => {
                 tracing::error!("node store failure: {e}");
                 ApiError::unavailable(
-                    "The node cache database is not available (read-only file or disk full?); see the log",
+                    "The node cache database is not available (unreachable, read-only or full?); see the log",
                 )
             }
             StoreError::Unwritable { ref reason, .. } => {

@@ -231,6 +231,16 @@ fn a_postgresql_url_selects_the_shared_store_and_hides_its_password() -> Result<
         e.contains("database") && e.contains("PostgreSQL") && !e.contains("hunter2"),
         "{e}"
     );
+    for other in ["mysql://d:hunter2@db/x", "sqlite:///var/lib/x.sqlite"] {
+        let e = parse(&format!("[discoverd]\ndatabase = {other}\n"))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.contains("[discoverd] database") && e.contains("unsupported scheme") && !e.contains("hunter2"),
+            "{e}"
+        );
+    }
     Ok(())
 }
 

@@ -164,6 +164,15 @@ pub(super) fn database(s: &Section<'_>) -> Result<Database, ConfigError> {
                 )
             });
     }
+    if let Some((scheme, _)) = db.split_once("://") {
+        // Another database's URL (mysql://, sqlite:///…) read as a file
+        // path would fail later, printing its password: refused here.
+        return Err(s.bad_value(
+            "database",
+            &crate::store::postgres::schema::redacted(&db),
+            format!("unsupported scheme {scheme:?}: give a postgresql:// URL or a SQLite file path"),
+        ));
+    }
     if db == ":memory:" {
         // The cache must survive restarts and is shared by every task.
         return Err(s.bad_value(

@@ -184,6 +184,22 @@ impl Lifecycle {
         }
     }
 
+    /// A store call of a background flow, which has no one to hand a
+    /// database failure to: retried for [`STORE_RETRY`] while the database
+    /// fails (down, restarting); any other error is returned at once.
+    pub async fn durably<T, F: Future<Output = Result<T, StoreError>>>(
+        &self,
+        mut call: impl FnMut() -> F,
+    ) -> Result<T, StoreError> {
+        let mut retry = StoreRetry::new();
+        loop {
+            match call().await {
+                Err(e) => retry.wait(e).await?,
+                done => return done,
+            }
+        }
+    }
+
     async fn ended(&self, ended: &Ended, from: State, outcome: &Outcome) {
         let node = ended.status.node;
         match outcome {

@@ -298,7 +298,9 @@ impl Introspector {
                 Err(e) => tracing::warn!("port {} of node {uuid} is ignored: {e}", p.uuid),
             }
         }
-        if let Err(e) = self.lifecycle.store().add_macs(id, &macs).await {
+        // Accepted with a 202: a database restarting now must not lose it.
+        let store = self.lifecycle.store();
+        if let Err(e) = self.lifecycle.durably(|| store.add_macs(id, &macs)).await {
             return self.fail(id, e.to_string()).await;
         }
         // The node's DHCP must get through before it reboots.
@@ -311,7 +313,7 @@ impl Introspector {
         {
             tracing::warn!("firewall not updated yet (the reconnector will resync): {e}");
         }
-        let (ipmi_setup, manage_boot) = match self.lifecycle.store().options(id).await {
+        let (ipmi_setup, manage_boot) = match self.lifecycle.durably(|| store.options(id)).await {
             Ok(o) => (o.contains_key(IPMI_OPTION), manages_boot(&o)),
             Err(e) => {
                 return self

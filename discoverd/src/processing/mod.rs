@@ -30,7 +30,7 @@ use crate::domain::{NodeId, State, Transition};
 use crate::hooks::HookChain;
 use crate::introspection::{Lifecycle, MoveError, Outcome, ipmi_option, ipmi_reply};
 use crate::ironic::{IronicClient, IronicError, Node, PatchOp, within_budget};
-use crate::store::{DataKind, LookupKey, Status, StoreError};
+use crate::store::{DataKind, LookupKey, Options, Status, StoreError};
 use crate::tasks::Tasks;
 
 /// A held report reads the node's state again after this, then after
@@ -133,6 +133,10 @@ impl Processor {
             // Ironic is touched, so the ramdisk's retry finds everything
             // as it was.
             self.lifecycle.store().check_writable().await?;
+            // Read before the move too: once the node is `processing` and
+            // Ironic updated, a database failing (restarting) must not
+            // fail it; the later store calls are not fatal.
+            let options = self.lifecycle.store().options(node).await?;
             let state = self.wait_while_starting(found).await?;
             self.lifecycle
                 .advance(node, state, Transition::Process)
@@ -151,7 +155,7 @@ impl Processor {
                 self.keep_data(node, DataKind::Raw, raw).await;
             }
             let budget = self.settings.request_retry_budget;
-            match within_budget(budget, self.update(node, &mut data)).await {
+            match within_budget(budget, self.update(node, &options, &mut data)).await {
                 Ok(reply) => Ok(reply),
                 Err(e) if e.is_transient() => Err(self.requeue(node, e).await),
                 Err(e) => {
@@ -236,24 +240,23 @@ impl Processor {
 
     /// §5.3: ports, hooks, node and port patches, then the reply and the
     /// finishing steps in the background.
-    async fn update(&self, id: NodeId, data: &mut Data) -> Result<Value, ProcessError> {
+    async fn update(&self, id: NodeId, options: &Options, data: &mut Data) -> Result<Value, ProcessError> {
         let uuid = id.to_string();
         let (node, node_ops) = self.apply(id, data).await?;
         self.keep_data(id, DataKind::Processed, &Value::Object(data.clone()))
             .await;
-        let options = self.lifecycle.store().options(id).await?;
         // The uuid is ironic-inspector's addition; 1.0 ramdisks ignore it.
         // On a shared database the step is durable before the answer: a
         // daemon taking the node over carries it on (takeover.rs). Not
         // recorded (the database failed just now): this daemon still
         // carries it on; only if it also dies does the timeout end it.
-        let awaiting = ipmi_option(&options).is_some();
+        let awaiting = ipmi_option(options).is_some();
         if let Err(e) = self.record_step(id, awaiting, &node_ops).await {
             tracing::warn!("the finishing step is not recorded: {e}");
         }
         let this = self.clone();
         let span = tracing::Span::current();
-        Ok(match ipmi_option(&options) {
+        Ok(match ipmi_option(options) {
             Some(opt) => {
                 let mut r = ipmi_reply(&node, opt);
                 r["uuid"] = json!(uuid);
