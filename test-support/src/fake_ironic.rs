@@ -305,15 +305,16 @@ impl http_body::Body for Truncated {
     }
 }
 
+/// A node by UUID, or by name as Ironic allows in its node paths.
+fn find_node<'a>(nodes: &'a BTreeMap<String, Value>, ident: &str) -> Option<&'a Value> {
+    nodes
+        .get(ident)
+        .or_else(|| nodes.values().find(|n| n["name"].as_str() == Some(ident)))
+}
+
 async fn get_node(State(s): State<Shared>, Path(uuid): Path<String>) -> Response {
     let g = lock(&s);
-    // By UUID, or by name as Ironic allows.
-    let found = g.nodes.get(&uuid).or_else(|| {
-        g.nodes
-            .values()
-            .find(|n| n["name"].as_str() == Some(uuid.as_str()))
-    });
-    match found {
+    match find_node(&g.nodes, &uuid) {
         Some(n) => axum::Json(n.clone()).into_response(),
         None => ironic_error(StatusCode::NOT_FOUND, &format!("Node {uuid} could not be found.")),
     }
@@ -349,7 +350,7 @@ async fn patch_port(State(s): State<Shared>, Path(uuid): Path<String>, body: Byt
 
 async fn validate(State(s): State<Shared>, Path(uuid): Path<String>) -> Response {
     let g = lock(&s);
-    let Some(node) = g.nodes.get(&uuid) else {
+    let Some(node) = find_node(&g.nodes, &uuid) else {
         return ironic_error(StatusCode::NOT_FOUND, &format!("Node {uuid} could not be found."));
     };
     let power = node
