@@ -63,6 +63,23 @@ pub enum ActionError {
     Format(#[from] FormatError),
     #[error("Cannot extend {path}: it holds {found}, not a list")]
     NotAList { path: String, found: String },
+    /// Any of the above but `Fail` (whose message is the operator's own),
+    /// naming the rule whose action could not run.
+    #[error("Rule {rule} could not be applied: {error}")]
+    InRule { rule: String, error: Box<ActionError> },
+}
+
+impl ActionError {
+    /// This error, naming `rule` unless it is a `fail` action's message.
+    pub fn in_rule(self, rule: &str) -> ActionError {
+        match self {
+            e @ (ActionError::Fail(_) | ActionError::InRule { .. }) => e,
+            e => ActionError::InRule {
+                rule: rule.to_owned(),
+                error: Box::new(e),
+            },
+        }
+    }
 }
 
 fn string(params: &Map<String, Value>, key: &str) -> Result<String, String> {
@@ -83,6 +100,9 @@ impl Action {
     /// Validates one action; the error is the message for a 400.
     pub fn parse(json: &Value) -> Result<Action, String> {
         let obj = json.as_object().ok_or("an action must be an object")?;
+        if super::deeper_than(json, super::MAX_DEPTH) {
+            return Err(super::too_deep());
+        }
         let name = obj
             .get("action")
             .ok_or("'action' is a required property")?

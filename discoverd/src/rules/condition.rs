@@ -126,6 +126,9 @@ impl Condition {
     /// Validates one condition; the error is the message for a 400.
     pub fn parse(json: &Value) -> Result<Condition, String> {
         let obj = json.as_object().ok_or("a condition must be an object")?;
+        if super::deeper_than(json, super::MAX_DEPTH) {
+            return Err(super::too_deep());
+        }
         let op_name = obj
             .get("op")
             .ok_or("'op' is a required property")?
