@@ -9,6 +9,7 @@
 
 mod action;
 mod book;
+mod capabilities;
 mod condition;
 mod format;
 mod path;
@@ -213,14 +214,16 @@ pub fn apply<'r>(
     let matching: Vec<&Rule> = rules.into_iter().filter(|r| r.matches(node, data)).collect();
     let mut working = node.clone();
     let mut out = Effects::default();
+    let mut caps = capabilities::PendingCaps::default();
     for rule in matching {
         tracing::info!(rule = rule.name(), "applying rule");
         for action in &rule.actions {
             action
-                .apply(&mut working, data, &mut out)
+                .apply(&mut working, data, &mut out, &mut caps)
                 .map_err(|e| e.in_rule(rule.name()))?;
         }
     }
+    caps.flush(&mut working, &mut out);
     Ok(out)
 }
 
