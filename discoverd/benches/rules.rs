@@ -1,10 +1,22 @@
-//! Rules on one IPA-shaped report: the time `rules::apply` takes (our own
-//! time; Ironic excluded) with 100 and 1 000 rules loaded, p50 and p99
-//! over many runs. Run: `cargo bench -p ironic-discoverd --bench rules`.
+//! Rules on one IPA-shaped report, with 100 and 1 000 rules loaded, p50
+//! and p99 over many runs (our own time; Ironic excluded):
+//!   - `rules::apply`: the conditions and actions alone;
+//!   - a report's whole rule step as processing runs it
+//!     (`RuleBook::apply` on a SQLite store: the version check, the
+//!     parsed rules from memory, the node as the hooks leave it, apply);
+//!   - the version check alone (`RuleBook::all` with nothing changed), on
+//!     SQLite and, when DISCOVERD_TEST_POSTGRES_URL names a server, on
+//!     PostgreSQL (one query on the loopback).
+//!
+//! Run: `cargo bench -p ironic-discoverd --bench rules`
+//! (`DISCOVERD_BENCH_RUNS=30` for a smoke run).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use discoverd::rules::{Rule, apply};
+use discoverd::ironic::Node;
+use discoverd::rules::{Rule, RuleBook, apply};
+use discoverd::store::rules::RuleStore;
 use serde_json::{Value, json};
 
 fn data() -> Value {
@@ -27,7 +39,7 @@ fn data() -> Value {
            "memory_mb": 262_144, "cpus": 80, "cpu_arch": "x86_64", "local_gb": 446, "ipmi_address": "10.0.0.5"})
 }
 
-fn rule(i: usize) -> Rule {
+fn rule_body(i: usize) -> Value {
     let conditions = match i % 4 {
         0 => json!([{"op": "ge", "field": "memory_mb", "value": 65536 + i}]),
         1 => {
@@ -37,30 +49,82 @@ fn rule(i: usize) -> Rule {
         _ => json!([{"op": "contains", "field": "inventory.disks[*].model", "value": "H7.0"},
                     {"op": "is-empty", "field": "node://driver_info.deploy_kernel"}]),
     };
-    let body = json!({"conditions": conditions, "actions": [
+    json!({"conditions": conditions, "actions": [
         {"action": "set-capability", "name": format!("c{i}"), "value": "{data[cpu_arch]}"},
-        {"action": "add-trait", "name": format!("CUSTOM_T{i}")}]});
-    Rule::parse(&body).unwrap_or_else(|e| panic!("{e}"))
+        {"action": "add-trait", "name": format!("CUSTOM_T{i}")}]})
 }
 
-fn measure(n: usize) {
-    let rules: Vec<Rule> = (0..n).map(rule).collect();
-    let node = json!({"uuid": "u", "driver": "ipmi", "driver_info": {}, "properties": {"capabilities": "boot_mode:uefi"}, "extra": {}});
-    let data = data();
-    let runs = if n >= 1000 { 300 } else { 2000 };
+fn rule(i: usize) -> Rule {
+    Rule::parse(&rule_body(i)).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn node() -> Value {
+    json!({"uuid": "00000000-0000-4000-8000-000000000001", "driver": "ipmi", "driver_info": {},
+           "properties": {"capabilities": "boot_mode:uefi"}, "extra": {}})
+}
+
+/// Times `f` `runs` times; prints p50 and p99.
+fn report(what: &str, runs: usize, mut f: impl FnMut()) {
     let mut times: Vec<Duration> = Vec::with_capacity(runs);
     for _ in 0..runs {
         let t = Instant::now();
-        let e = apply(rules.iter(), &node, &data);
+        f();
         times.push(t.elapsed());
-        std::hint::black_box(e).ok();
     }
     times.sort();
     let p = |q: f64| times[((times.len() as f64 * q) as usize).min(times.len() - 1)];
     println!(
-        "rules::apply with {n:>5} rules: p50 {:>8.1} µs  p99 {:>8.1} µs  ({runs} runs)",
+        "{what:<44} p50 {:>9.1} µs  p99 {:>9.1} µs  ({runs} runs)",
         p(0.5).as_secs_f64() * 1e6,
         p(0.99).as_secs_f64() * 1e6
+    );
+}
+
+/// Runs per measurement; `DISCOVERD_BENCH_RUNS` lowers it for a smoke run.
+fn runs(n: usize) -> usize {
+    let runs = if n >= 1000 { 300 } else { 2000 };
+    std::env::var("DISCOVERD_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(runs, |m: usize| m.clamp(1, runs))
+}
+
+fn measure(n: usize) {
+    let rules: Vec<Rule> = (0..n).map(rule).collect();
+    let (node, data) = (node(), data());
+    report(&format!("rules::apply, {n} rules"), runs(n), || {
+        std::hint::black_box(apply(rules.iter(), &node, &data)).ok();
+    });
+}
+
+/// A book holding `n` rules in `store`, parsed once already.
+async fn book(store: Arc<dyn RuleStore>, n: usize) -> RuleBook {
+    let book = RuleBook::new(store);
+    book.delete_all().await.unwrap_or_else(|e| panic!("{e}"));
+    for i in 0..n {
+        book.create(&rule_body(i)).await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    book.all().await.unwrap_or_else(|e| panic!("{e}"));
+    book
+}
+
+fn measure_book(rt: &tokio::runtime::Runtime, label: &str, store: Arc<dyn RuleStore>, n: usize) {
+    let book = rt.block_on(book(store, n));
+    let node: Node = serde_json::from_value(node()).unwrap_or_else(|e| panic!("{e}"));
+    let data = data();
+    report(
+        &format!("report's rule step ({label}), {n} rules"),
+        runs(n),
+        || {
+            std::hint::black_box(rt.block_on(book.apply(&node, &[], &data))).ok();
+        },
+    );
+    report(
+        &format!("version check alone ({label}), {n} rules"),
+        runs(0),
+        || {
+            std::hint::black_box(rt.block_on(book.all())).ok();
+        },
     );
 }
 
@@ -68,4 +132,33 @@ fn main() {
     for n in [100, 1000] {
         measure(n);
     }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let sqlite = rt
+        .block_on(discoverd::store::sqlite::SqliteStore::open(
+            &dir.path().join("rules.sqlite"),
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let sqlite: Arc<dyn RuleStore> = Arc::new(sqlite);
+    for n in [100, 1000] {
+        measure_book(&rt, "SQLite", sqlite.clone(), n);
+    }
+    let db = rt
+        .block_on(test_support::postgres::TestDatabase::create())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let Some(db) = db else {
+        println!("(no PostgreSQL: DISCOVERD_TEST_POSTGRES_URL unset)");
+        return;
+    };
+    let pg = rt
+        .block_on(discoverd::store::postgres::PostgresStore::open(&db.url))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let pg: Arc<dyn RuleStore> = Arc::new(pg);
+    for n in [100, 1000] {
+        measure_book(&rt, "PostgreSQL", pg.clone(), n);
+    }
+    drop(db);
 }

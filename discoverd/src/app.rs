@@ -54,8 +54,8 @@ pub struct App {
     pub metrics: Metrics,
     pub bus: EventBus,
     pub tasks: Tasks,
-    /// Introspection rules (`None` when the database cannot hold them).
-    pub rules: Option<RuleBook>,
+    /// Introspection rules (kept in the same database as the nodes).
+    pub rules: RuleBook,
 }
 
 impl App {
@@ -63,6 +63,7 @@ impl App {
     pub fn new(
         config: Config,
         store: Arc<dyn NodeStore>,
+        rules: Arc<dyn RuleStore>,
         ironic: IronicClient,
         firewall: Firewall,
         timings: Timings,
@@ -99,6 +100,7 @@ impl App {
             },
             tasks.clone(),
         );
+        let rules = RuleBook::new(rules);
         let processor = Processor::new(
             ironic.clone(),
             lifecycle.clone(),
@@ -114,7 +116,8 @@ impl App {
                 store_data: config.store_data == crate::config::StoreData::Database,
             },
             tasks.clone(),
-        );
+        )
+        .with_rules(rules.clone());
         Ok(App {
             config: Arc::new(config),
             store,
@@ -126,20 +129,8 @@ impl App {
             metrics,
             bus,
             tasks,
-            rules: None,
+            rules,
         })
-    }
-
-    /// Keeps the introspection rules in `store` (the API serves them and
-    /// processing applies them).
-    pub fn with_rules(mut self, store: Option<Arc<dyn RuleStore>>) -> Self {
-        let Some(store) = store else {
-            return self;
-        };
-        let book = RuleBook::new(store);
-        self.processor = self.processor.with_rules(book.clone());
-        self.rules = Some(book);
-        self
     }
 
     /// The periodic tasks' settings from the config.

@@ -102,22 +102,25 @@ pub async fn open_store(database: &Database, lease_time: Duration) -> Result<Sto
             let sqlite = Arc::new(SqliteStore::open(path).await?);
             Stores {
                 nodes: sqlite.clone(),
-                rules: Some(sqlite),
+                rules: sqlite,
             }
         }
-        Database::Postgres(url) => Stores {
-            nodes: Arc::new(PostgresStore::open_with_lease(url, lease_time).await?),
-            rules: None,
-        },
+        Database::Postgres(url) => {
+            let postgres = Arc::new(PostgresStore::open_with_lease(url, lease_time).await?);
+            Stores {
+                nodes: postgres.clone(),
+                rules: postgres,
+            }
+        }
     })
 }
 
-/// What one `database` opens: the node store, and the rule store where
-/// the backend keeps rules (`None`: `/v1/rules` answers 501).
+/// What one `database` opens: the node store and the rule store (the same
+/// database, seen through its two traits).
 #[derive(Debug)]
 pub struct Stores {
     pub nodes: Arc<dyn NodeStore>,
-    pub rules: Option<Arc<dyn RuleStore>>,
+    pub rules: Arc<dyn RuleStore>,
 }
 
 /// Start-up checks in 1.0's order, then serve until `shutdown`.
@@ -136,12 +139,12 @@ pub async fn run(
     let app = App::new(
         config,
         stores.nodes,
+        stores.rules,
         ironic,
         firewall,
         Timings::default(),
         stop_rx,
-    )?
-    .with_rules(stores.rules);
+    )?;
     tracing::info!(hooks = ?app.processor.hooks().names(), "processing hooks");
     app.firewall.spawn_reconnector(app.tasks.stopping());
     resume(&app).await?;

@@ -131,10 +131,14 @@ async fn bad_rules_are_a_400_naming_the_culprit_and_store_nothing() -> anyhow::R
     let many: Vec<Value> = (0..5000)
         .map(|_| json!({"op": "is-empty", "field": "x"}))
         .collect();
-    let mut deep = json!("x");
-    for _ in 0..100 {
-        deep = json!([deep]);
-    }
+    let nested = |levels: usize| {
+        let mut v = json!("x");
+        for _ in 0..levels {
+            v = json!([v]);
+        }
+        v
+    };
+    let (deep, shallow) = (nested(100), nested(20));
     for (body, want) in [
         (
             json!({"conditions": [{"op": "gt", "field": "a", "value": 1}, {"op": "bogus", "field": "a"}], "actions": [ok]}),
@@ -158,8 +162,32 @@ async fn bad_rules_are_a_400_naming_the_culprit_and_store_nothing() -> anyhow::R
             "Invalid format string",
         ),
         (
-            json!({"actions": [{"action": "set-attribute", "path": "/extra/x", "value": deep}]}),
+            json!({"actions": [ok, {"action": "set-attribute", "path": "/extra/x", "value": deep}]}),
+            "actions[1]: nested more than 32 levels deep",
+        ),
+        (
+            json!({"conditions": [{"op": "eq", "field": "a", "value": nested(40)}], "actions": [ok]}),
+            "conditions[0]: nested more than 32 levels deep",
+        ),
+        (
+            json!({"actions": [{"action": "set-attribute", "path": "/extra/x", "value": shallow}]}),
             "",
+        ),
+        (
+            json!({"conditions": [{"op": "matches", "field": "a", "value": "(\\w{100}){100}"}], "actions": [ok]}),
+            "size limit",
+        ),
+        (
+            json!({"conditions": [{"op": "eq", "field": "a.".repeat(600) + "b", "value": 1}], "actions": [ok]}),
+            "longer than 1024 bytes",
+        ),
+        (
+            json!({"conditions": [{"op": "eq", "field": "a.".repeat(70) + "b", "value": 1}], "actions": [ok]}),
+            "more than 64 steps",
+        ),
+        (
+            json!({"actions": [ok, {"action": "set-capability", "name": "x", "value": "{data[a]!r}"}]}),
+            "actions[1]",
         ),
         (json!({"conditions": many, "actions": [ok]}), "more than"),
         (json!({"actions": []}), "too short"),
@@ -168,7 +196,7 @@ async fn bad_rules_are_a_400_naming_the_culprit_and_store_nothing() -> anyhow::R
         let (code, v) = call(r, Method::POST, "/v1/rules", Some(body.clone())).await?;
         let msg = v["error"]["message"].as_str().unwrap_or_default();
         if want.is_empty() {
-            // Deep nesting is fine as a value: stored, shown, deleted.
+            // Nesting within the bound is fine: stored, shown, deleted.
             anyhow::ensure!(code == StatusCode::CREATED, "{code} {v}");
             call(r, Method::DELETE, "/v1/rules", None).await?;
             continue;
@@ -340,5 +368,86 @@ async fn a_ramdisk_error_fails_the_node_at_once() -> anyhow::Result<()> {
         msg.starts_with("The following failures happened during running pre-processing hooks:\nPreprocessing hook ramdisk_error: Ramdisk reported error: boom\n"),
         "{v}"
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_formatting_key_the_data_lacks_fails_the_node_naming_the_rule() -> anyhow::Result<()> {
+    let fake = FakeIronic::start().await?;
+    fake.add_node(NODE, "10.0.0.1");
+    let t = TestApp::new(&fake.url(), "").await?;
+    // The syntax is fine at creation; the data decides when the rule runs.
+    let rule = json!({"description": "rack note", "actions": [
+        {"action": "set-attribute", "path": "/extra/rack", "value": "{data[inventory][rack]}"}]});
+    let (code, v) = call(&t.router, Method::POST, "/v1/rules", Some(rule)).await?;
+    anyhow::ensure!(code == StatusCode::CREATED, "{code} {v}");
+    let (code, v, s) = introspect(&t).await?;
+    let msg = v["error"]["message"].as_str().unwrap_or_default();
+    anyhow::ensure!(
+        code == StatusCode::BAD_REQUEST && msg.contains("rack note") && msg.contains("data[inventory][rack]"),
+        "{code} {v}"
+    );
+    anyhow::ensure!(
+        s["state"] == "error" && s["error"].as_str().is_some_and(|e| e.contains("rack note")),
+        "{s}"
+    );
+    Ok(())
+}
+
+/// Two daemons on one PostgreSQL database: a rule created on A is applied
+/// by B's processing (B had parsed the rules before). When the rules
+/// cannot be read, the report is a 503 and the node waits for the
+/// ramdisk's retry instead of failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_a_rule_created_on_one_daemon_runs_on_another() -> anyhow::Result<()> {
+    let Some(db) = test_support::postgres::TestDatabase::create().await? else {
+        return Ok(());
+    };
+    let fake = FakeIronic::start().await?;
+    fake.add_node(NODE, "10.0.0.1");
+    let a = TestApp::on_database(&fake.url(), Some(&db.url), "").await?;
+    let b = TestApp::on_database(&fake.url(), Some(&db.url), "").await?;
+    let (code, v) = call(&b.router, Method::GET, "/v1/rules", None).await?;
+    anyhow::ensure!(code == StatusCode::OK && v == json!({"rules": []}), "{code} {v}");
+    let rule = json!({"description": "from A", "actions": [add_trait("CUSTOM_FROM_A")]});
+    let (code, v) = call(&a.router, Method::POST, "/v1/rules", Some(rule)).await?;
+    anyhow::ensure!(code == StatusCode::CREATED, "{code} {v}");
+    let (_, v) = call(&b.router, Method::GET, "/v1/rules", None).await?;
+    anyhow::ensure!(v["rules"][0]["description"] == "from A", "{v}");
+    let (code, v, s) = introspect(&b).await?;
+    anyhow::ensure!(code == StatusCode::OK && s["error"].is_null(), "{code} {v} {s}");
+    let node = fake.node(NODE).unwrap_or_default();
+    anyhow::ensure!(node["traits"] == json!(["CUSTOM_FROM_A"]), "{node}");
+
+    // The rules cannot be read: 503, and the node waits again.
+    let (code, v) = call(
+        &b.router,
+        Method::POST,
+        &format!("/v1/introspection/{NODE}"),
+        None,
+    )
+    .await?;
+    anyhow::ensure!(code == StatusCode::ACCEPTED, "{code} {v}");
+    let status = |t: &TestApp| {
+        let r = t.router.clone();
+        async move { call(&r, Method::GET, &format!("/v1/introspection/{NODE}"), None).await }
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while status(&b).await?.1["state"] != "waiting" {
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "never waiting");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    db.execute("DROP TABLE rules_version").await?;
+    let (code, v) = call(&b.router, Method::POST, "/v1/continue", Some(report())).await?;
+    anyhow::ensure!(code == StatusCode::SERVICE_UNAVAILABLE, "{code} {v}");
+    let (_, s) = status(&b).await?;
+    anyhow::ensure!(s["state"] == "waiting" && s["finished"] == false, "{s}");
+    db.execute(
+        "CREATE TABLE rules_version (one BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one), version BIGINT NOT NULL);
+         INSERT INTO rules_version VALUES (TRUE, 100)",
+    )
+    .await?;
+    let (code, v) = call(&b.router, Method::POST, "/v1/continue", Some(report())).await?;
+    anyhow::ensure!(code == StatusCode::OK, "the retry: {code} {v}");
     Ok(())
 }

@@ -1,6 +1,6 @@
-//! The store conformance suite against PostgreSQL (a real server:
-//! `scripts/postgres.sh`, `DISCOVERD_TEST_POSTGRES_URL`), each case on a
-//! database of its own, plus what only a shared database has.
+//! The node and rule store conformance suites against PostgreSQL (a real
+//! server: `scripts/postgres.sh`, `DISCOVERD_TEST_POSTGRES_URL`), each
+//! case on a database of its own, plus what only a shared database has.
 
 use std::sync::{Arc, Mutex};
 
@@ -26,6 +26,65 @@ async fn postgres_passes_the_conformance_suite() -> anyhow::Result<()> {
         }
     })
     .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_passes_the_rule_conformance_suite() -> anyhow::Result<()> {
+    use discoverd::store::rules::RuleStore;
+    if test_support::postgres::server()?.is_none() {
+        return Ok(());
+    }
+    let dbs = Arc::new(Mutex::new(Vec::new()));
+    test_support::rule_conformance::run(|| {
+        let dbs = dbs.clone();
+        async move {
+            let db = TestDatabase::create()
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no PostgreSQL"))?;
+            let store = PostgresStore::open(&db.url).await?;
+            dbs.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.push(db);
+            Ok(Arc::new(store) as Arc<dyn RuleStore>)
+        }
+    })
+    .await
+}
+
+/// Two daemons on one database: the rules one creates or deletes are the
+/// rules the other applies to its next report (its parsed copy follows
+/// the shared version).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_written_by_one_daemon_are_applied_by_another() -> anyhow::Result<()> {
+    use discoverd::rules::RuleBook;
+    use serde_json::json;
+    let Some(db) = TestDatabase::create().await? else {
+        return Ok(());
+    };
+    let a = RuleBook::new(Arc::new(PostgresStore::open(&db.url).await?));
+    let b = RuleBook::new(Arc::new(PostgresStore::open(&db.url).await?));
+    let node: discoverd::ironic::Node =
+        serde_json::from_value(json!({"uuid": "00000000-0000-4000-8000-000000000001",
+        "driver": "ipmi", "driver_info": {}, "properties": {}, "extra": {}}))?;
+    let data = json!({"memory_mb": 4096});
+    let traits = |b: &RuleBook| {
+        let (b, node, data) = (b.clone(), node.clone(), data.clone());
+        async move { anyhow::Ok(b.apply(&node, &[], &data).await?.add_traits) }
+    };
+    anyhow::ensure!(traits(&b).await?.is_empty());
+    let rule = a
+        .create(
+            &json!({"conditions": [{"op": "ge", "field": "memory_mb", "value": 1024}],
+                        "actions": [{"action": "add-trait", "name": "CUSTOM_A"}]}),
+        )
+        .await?;
+    anyhow::ensure!(traits(&b).await? == ["CUSTOM_A"], "B did not see A's rule");
+    a.create(&json!({"actions": [{"action": "add-trait", "name": "CUSTOM_B"}]}))
+        .await?;
+    anyhow::ensure!(traits(&b).await? == ["CUSTOM_A", "CUSTOM_B"], "creation order");
+    b.delete(&rule.uuid).await?;
+    anyhow::ensure!(traits(&a).await? == ["CUSTOM_B"], "A did not see B's delete");
+    a.delete_all().await?;
+    anyhow::ensure!(traits(&b).await?.is_empty(), "B did not see A's delete of all");
+    Ok(())
 }
 
 #[tokio::test]

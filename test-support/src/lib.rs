@@ -64,7 +64,7 @@ impl TestApp {
             power_poll: Duration::from_millis(10),
             report_hold: Duration::from_secs(10),
         };
-        let app = App::new(config, stores.nodes, ironic, firewall, timings, rx)?.with_rules(stores.rules);
+        let app = App::new(config, stores.nodes, stores.rules, ironic, firewall, timings, rx)?;
         let router = discoverd::api::router(app.clone(), auth);
         Ok(TestApp {
             app,

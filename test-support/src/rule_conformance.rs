@@ -1,5 +1,6 @@
 //! The rule store conformance suite: written once against [`RuleStore`],
-//! run against every implementation (SQLite in `discoverd/tests/store.rs`).
+//! run against every implementation (SQLite in `discoverd/tests/store.rs`,
+//! PostgreSQL in `discoverd/tests/store_postgres.rs`).
 //! Each case gets a fresh, empty store from the factory.
 
 use std::future::Future;
@@ -28,6 +29,7 @@ where
     case!(delete_all_empties_the_store);
     case!(oversized_rules_are_refused);
     case!(concurrent_creates_of_one_uuid_one_wins);
+    case!(every_write_moves_the_version);
     Ok(())
 }
 
@@ -126,5 +128,31 @@ async fn concurrent_creates_of_one_uuid_one_wins(s: Store) -> anyhow::Result<()>
     }
     ensure!(won == 1, "{won} creates won");
     ensure!(s.list_rules().await?.len() == 1);
+    Ok(())
+}
+
+async fn every_write_moves_the_version(s: Store) -> anyhow::Result<()> {
+    let mut seen = vec![s.rules_version().await?];
+    let mut moved = |v: u64, what: &str| {
+        ensure!(
+            !seen.contains(&v),
+            "{what} left the version at {v} (seen {seen:?})"
+        );
+        seen.push(v);
+        Ok(())
+    };
+    s.create_rule(&rule(1)).await?;
+    moved(s.rules_version().await?, "a create")?;
+    s.create_rule(&rule(2)).await?;
+    moved(s.rules_version().await?, "a second create")?;
+    s.delete_rule(&rule(1).uuid).await?;
+    moved(s.rules_version().await?, "a delete")?;
+    s.delete_all_rules().await?;
+    moved(s.rules_version().await?, "a delete of all")?;
+    // Reading changes nothing.
+    s.list_rules().await?;
+    s.get_rule(&rule(7).uuid).await.ok();
+    let last = *seen.last().context("no version")?;
+    ensure!(s.rules_version().await? == last, "a read moved the version");
     Ok(())
 }

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::introspection::{AbortError, StartError};
 use crate::processing::{ProcessError, ReapplyError};
-use crate::rules::RuleBookError;
+use crate::rules::{ApplyError, RuleBookError};
 use crate::store::StoreError;
 use crate::store::rules::RuleStoreError;
 
@@ -120,9 +120,10 @@ impl From<ProcessError> for ApiError {
     fn from(e: ProcessError) -> Self {
         match e {
             ProcessError::Store(s) => s.into(),
-            ProcessError::Payload(_) | ProcessError::Hook(_) | ProcessError::Rules(_) => {
+            ProcessError::Payload(_) | ProcessError::Hook(_) | ProcessError::Rules(ApplyError::Action(_)) => {
                 ApiError::bad_request(e.to_string())
             }
+            ProcessError::Rules(ApplyError::Load(_)) => ApiError::unavailable(e.to_string()),
             ProcessError::StillStarting { .. } => ApiError::unavailable(e.to_string()),
             ProcessError::Busy { .. } => ApiError::new(StatusCode::CONFLICT, e.to_string()),
             ProcessError::NotInIronic { .. } => ApiError::not_found(e.to_string()),

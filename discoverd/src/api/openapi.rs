@@ -83,7 +83,7 @@ fn discover() {}
     responses((status = 200, description = "text/event-stream: status, state and lagged events"), (status = 400, description = "Bad filter"), (status = 404, description = "Unknown node name")))]
 fn events() {}
 
-#[utoipa::path(get, path = "/v1/rules", tag = "rules", responses((status = 200, description = "Every rule, short, in creation order"), (status = 501, description = "Rules not available with this store")))]
+#[utoipa::path(get, path = "/v1/rules", tag = "rules", responses((status = 200, description = "Every rule, short, in creation order")))]
 fn rules_list() {}
 
 #[utoipa::path(post, path = "/v1/rules", tag = "rules",

@@ -12,16 +12,7 @@ use super::error::ApiError;
 use super::versions::ApiVersion;
 use super::{parse_json, read_body, rejected};
 use crate::app::App;
-use crate::rules::{Rule, RuleBook};
-
-fn book(app: &App) -> Result<&RuleBook, ApiError> {
-    app.rules.as_ref().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "Introspection rules are not available with this database backend",
-        )
-    })
-}
+use crate::rules::Rule;
 
 fn repr(rule: &Rule, short: bool) -> Value {
     let mut v = rule.as_json(short);
@@ -38,7 +29,7 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let bytes = read_body(&headers, body, app.config.max_body_size).await?;
     let body = parse_json(&bytes)?;
-    let rule = book(&app)?.create(&body).await?;
+    let rule = app.rules.create(&body).await?;
     let status = if version >= ApiVersion::RULE_CREATED {
         StatusCode::CREATED
     } else {
@@ -49,7 +40,7 @@ pub async fn create(
 
 /// `GET /v1/rules`: every rule, short, in creation order.
 pub async fn list(State(app): State<App>) -> Result<Response, ApiError> {
-    let rules = book(&app)?.all().await?;
+    let rules = app.rules.all().await?;
     let list: Vec<Value> = rules.iter().map(|r| repr(r, true)).collect();
     Ok(axum::Json(json!({"rules": list})).into_response())
 }
@@ -60,7 +51,7 @@ pub async fn show(
     uuid: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let Path(uuid) = uuid.map_err(rejected)?;
-    let rule = book(&app)?.get(&uuid).await?;
+    let rule = app.rules.get(&uuid).await?;
     Ok(axum::Json(repr(&rule, false)).into_response())
 }
 
@@ -70,12 +61,12 @@ pub async fn delete(
     uuid: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let Path(uuid) = uuid.map_err(rejected)?;
-    book(&app)?.delete(&uuid).await?;
+    app.rules.delete(&uuid).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// `DELETE /v1/rules`: 204.
 pub async fn delete_all(State(app): State<App>) -> Result<Response, ApiError> {
-    book(&app)?.delete_all().await?;
+    app.rules.delete_all().await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

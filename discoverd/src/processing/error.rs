@@ -46,9 +46,11 @@ pub enum ProcessError {
 
 impl ProcessError {
     /// Ironic failed transiently until the report's retry budget was
-    /// spent: the node waits again and the ramdisk should retry.
+    /// spent, or the rules could not be read (the database): the node
+    /// waits again and the ramdisk should retry.
     pub fn is_transient(&self) -> bool {
         match self {
+            ProcessError::Rules(crate::rules::ApplyError::Load(_)) => true,
             ProcessError::IronicGet { source, .. } | ProcessError::Ironic { source, .. } => {
                 source.is_transient()
             }

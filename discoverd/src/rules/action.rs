@@ -4,6 +4,7 @@
 
 use serde_json::{Map, Value};
 
+use super::capabilities::PendingCaps;
 use super::condition::check_params;
 use super::format::{FormatError, check, format_value, py_str};
 use crate::ironic::PatchOp;
@@ -63,6 +64,23 @@ pub enum ActionError {
     Format(#[from] FormatError),
     #[error("Cannot extend {path}: it holds {found}, not a list")]
     NotAList { path: String, found: String },
+    /// Any of the above but `Fail` (whose message is the operator's own),
+    /// naming the rule whose action could not run.
+    #[error("Rule {rule} could not be applied: {error}")]
+    InRule { rule: String, error: Box<ActionError> },
+}
+
+impl ActionError {
+    /// This error, naming `rule` unless it is a `fail` action's message.
+    pub fn in_rule(self, rule: &str) -> ActionError {
+        match self {
+            e @ (ActionError::Fail(_) | ActionError::InRule { .. }) => e,
+            e => ActionError::InRule {
+                rule: rule.to_owned(),
+                error: Box::new(e),
+            },
+        }
+    }
 }
 
 fn string(params: &Map<String, Value>, key: &str) -> Result<String, String> {
@@ -83,6 +101,9 @@ impl Action {
     /// Validates one action; the error is the message for a 400.
     pub fn parse(json: &Value) -> Result<Action, String> {
         let obj = json.as_object().ok_or("an action must be an object")?;
+        if super::deeper_than(json, super::MAX_DEPTH) {
+            return Err(super::too_deep());
+        }
         let name = obj
             .get("action")
             .ok_or("'action' is a required property")?
@@ -165,8 +186,19 @@ impl Action {
         parsed.map_err(|e| format!("Invalid parameters for action {act}: {e}"))
     }
 
-    /// Runs the action on the working copy of the node.
-    pub fn apply(&self, node: &mut Value, data: &Value, out: &mut Effects) -> Result<(), ActionError> {
+    /// Runs the action on the working copy of the node; `set-capability`
+    /// goes to `caps`, written to the node before any action that reads
+    /// or patches it.
+    pub(super) fn apply(
+        &self,
+        node: &mut Value,
+        data: &Value,
+        out: &mut Effects,
+        caps: &mut PendingCaps,
+    ) -> Result<(), ActionError> {
+        if matches!(self, Action::SetAttribute { .. } | Action::ExtendAttribute { .. }) {
+            caps.flush(node, out);
+        }
         match self {
             Action::Fail { message } => {
                 let mut m = String::new();
@@ -181,28 +213,7 @@ impl Action {
             }
             Action::SetCapability { name, value } => {
                 let value = format_value(value, data)?;
-                let caps = node
-                    .pointer("/properties/capabilities")
-                    .and_then(Value::as_str)
-                    .unwrap_or("");
-                let mut pairs: Vec<(String, String)> = caps
-                    .split(',')
-                    .filter(|c| !c.is_empty())
-                    .map(|c| match c.split_once(':') {
-                        Some((k, v)) => (k.to_owned(), v.to_owned()),
-                        None => (c.to_owned(), String::new()),
-                    })
-                    .collect();
-                pairs.retain(|(k, _)| k != name);
-                if !value.is_null() {
-                    let mut v = String::new();
-                    py_str(&value, &mut v);
-                    pairs.push((name.clone(), v));
-                }
-                let joined: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}:{v}")).collect();
-                let caps = Value::String(joined.join(","));
-                set(node, "/properties/capabilities", caps.clone());
-                push(out, PatchOp::add("/properties/capabilities", caps));
+                caps.set(name, &value);
                 Ok(())
             }
             Action::ExtendAttribute { path, value, unique } => {
@@ -298,13 +309,13 @@ fn pointer(path: &str) -> String {
 }
 
 /// One operation per path: a later one for the same path replaces it.
-fn push(out: &mut Effects, op: PatchOp) {
+pub(super) fn push(out: &mut Effects, op: PatchOp) {
     out.node.retain(|o| o.path() != op.path());
     out.node.push(op);
 }
 
 /// Sets `path` (a JSON pointer) in the working copy, making objects on the way.
-fn set(node: &mut Value, path: &str, value: Value) {
+pub(super) fn set(node: &mut Value, path: &str, value: Value) {
     let mut cur = node;
     let mut parts = path
         .split('/')

@@ -1,8 +1,10 @@
 //! The rules the daemon holds: validated on the way into the
 //! [`RuleStore`], parsed once on the way out and kept parsed in memory
-//! until the next change (the processing flow reads them on every
-//! report). One daemon per store: a second daemon's changes are seen
-//! after this one's next write or restart.
+//! (compiled regexes, parsed paths and networks) while the store's
+//! [`RuleStore::rules_version`] stays the same. The processing flow asks
+//! for them on every report: that costs one version check (a counter in
+//! memory on SQLite, one small query on PostgreSQL, where another daemon
+//! may have changed the rules a moment ago).
 
 use std::sync::{Arc, RwLock};
 
@@ -20,18 +22,18 @@ pub enum RuleBookError {
     Store(#[from] RuleStoreError),
 }
 
-#[derive(Debug, Default)]
+/// The parsed rules and the store version they were listed at (or after).
+#[derive(Debug)]
 struct Cache {
-    /// Bumped by every write; a load keeps its result only if unchanged.
-    generation: u64,
-    rules: Option<Arc<Vec<Rule>>>,
+    version: u64,
+    rules: Arc<Vec<Rule>>,
 }
 
 /// The rule store and its parsed copy; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct RuleBook {
     store: Arc<dyn RuleStore>,
-    cache: Arc<RwLock<Cache>>,
+    cache: Arc<RwLock<Option<Cache>>>,
 }
 
 fn parsed(stored: StoredRule) -> Option<Rule> {
@@ -48,17 +50,8 @@ impl RuleBook {
     pub fn new(store: Arc<dyn RuleStore>) -> Self {
         RuleBook {
             store,
-            cache: Arc::new(RwLock::new(Cache::default())),
+            cache: Arc::new(RwLock::new(None)),
         }
-    }
-
-    fn invalidate(&self) {
-        let mut c = self
-            .cache
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        c.generation += 1;
-        c.rules = None;
     }
 
     /// Validates and stores a rule; returns it as stored.
@@ -68,25 +61,23 @@ impl RuleBook {
             uuid: rule.uuid.clone(),
             body: rule.as_json(false),
         };
-        let result = self.store.create_rule(&stored).await;
-        self.invalidate();
-        result?;
+        self.store.create_rule(&stored).await?;
         tracing::info!(rule = %rule.uuid, scope = ?rule.scope, "created rule");
         Ok(rule)
     }
 
     /// Every rule, in creation order (parsed once per change).
     pub async fn all(&self) -> Result<Arc<Vec<Rule>>, RuleBookError> {
-        let generation = {
-            let c = self
-                .cache
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some(r) = &c.rules {
-                return Ok(r.clone());
-            }
-            c.generation
-        };
+        // The version first: rules listed after it are at least that new.
+        let version = self.store.rules_version().await?;
+        if let Some(c) = &*self
+            .cache
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            && c.version == version
+        {
+            return Ok(c.rules.clone());
+        }
         let rules: Arc<Vec<Rule>> = Arc::new(
             self.store
                 .list_rules()
@@ -95,13 +86,13 @@ impl RuleBook {
                 .filter_map(parsed)
                 .collect(),
         );
-        let mut c = self
+        *self
             .cache
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if c.generation == generation {
-            c.rules = Some(rules.clone());
-        }
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Cache {
+            version,
+            rules: rules.clone(),
+        });
         Ok(rules)
     }
 
@@ -112,17 +103,13 @@ impl RuleBook {
     }
 
     pub async fn delete(&self, uuid: &str) -> Result<(), RuleBookError> {
-        let result = self.store.delete_rule(&uuid.to_ascii_lowercase()).await;
-        self.invalidate();
-        result?;
+        self.store.delete_rule(&uuid.to_ascii_lowercase()).await?;
         tracing::info!(rule = %uuid, "introspection rule deleted");
         Ok(())
     }
 
     pub async fn delete_all(&self) -> Result<(), RuleBookError> {
-        let result = self.store.delete_all_rules().await;
-        self.invalidate();
-        let n = result?;
+        let n = self.store.delete_all_rules().await?;
         tracing::info!(count = n, "all introspection rules deleted");
         Ok(())
     }

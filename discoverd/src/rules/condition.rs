@@ -126,6 +126,9 @@ impl Condition {
     /// Validates one condition; the error is the message for a 400.
     pub fn parse(json: &Value) -> Result<Condition, String> {
         let obj = json.as_object().ok_or("a condition must be an object")?;
+        if super::deeper_than(json, super::MAX_DEPTH) {
+            return Err(super::too_deep());
+        }
         let op_name = obj
             .get("op")
             .ok_or("'op' is a required property")?
@@ -236,11 +239,15 @@ impl Condition {
                 .as_str()
                 .and_then(|s| s.trim().parse::<IpAddr>().ok())
                 .is_some_and(|ip| net.contains(&ip)),
-            Check::Matches(re) | Check::Contains(re) => {
-                let mut s = String::new();
-                py_str(field, &mut s);
-                re.is_match(&s)
-            }
+            // A string as it is; anything else as Python's str() shows it.
+            Check::Matches(re) | Check::Contains(re) => match field {
+                Value::String(s) => re.is_match(s),
+                other => {
+                    let mut s = String::new();
+                    py_str(other, &mut s);
+                    re.is_match(&s)
+                }
+            },
             Check::Cmp(op, expected) => {
                 let Some(ord) = compare(field, expected) else {
                     // Types that cannot be ordered: only `ne` holds, as

@@ -9,6 +9,7 @@
 
 mod action;
 mod book;
+mod capabilities;
 mod condition;
 mod format;
 mod path;
@@ -26,6 +27,10 @@ pub const MAX_CONDITIONS: usize = 256;
 pub const MAX_ACTIONS: usize = 256;
 pub const MAX_SCOPE: usize = 255;
 pub const MAX_DESCRIPTION: usize = 4096;
+/// The deepest a condition or an action may nest lists and objects (the
+/// condition or action itself is the first level): a value is formatted,
+/// compared and shown recursively.
+pub const MAX_DEPTH: usize = 32;
 
 /// Why a rule is refused at creation; the text is the 400's message and
 /// names the culprit.
@@ -76,6 +81,28 @@ fn list<'v>(body: &'v Map<String, Value>, key: &str) -> Result<&'v [Value], Rule
             crate::json::type_name(other)
         ))),
     }
+}
+
+/// Whether `v` nests lists and objects more than `max` levels deep
+/// (checked without recursion: the input may be deeper than the stack).
+pub(crate) fn deeper_than(v: &Value, max: usize) -> bool {
+    let mut todo = vec![(v, 1usize)];
+    while let Some((v, level)) = todo.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match v {
+            Value::Array(a) => Box::new(a.iter()),
+            Value::Object(m) => Box::new(m.values()),
+            _ => continue,
+        };
+        if level > max {
+            return true;
+        }
+        todo.extend(children.map(|c| (c, level + 1)));
+    }
+    false
+}
+
+fn too_deep() -> String {
+    format!("nested more than {MAX_DEPTH} levels deep")
 }
 
 impl Rule {
@@ -177,7 +204,8 @@ impl Rule {
 /// conditions are checked before any action runs; the actions of the
 /// matching rules then run in order on a working copy of the node. The
 /// first failing action (a `fail`, or a value that cannot be formatted)
-/// stops with its error; nothing is to be sent then.
+/// stops with its error, which names the rule unless it is a `fail`
+/// message; nothing is to be sent then.
 pub fn apply<'r>(
     rules: impl IntoIterator<Item = &'r Rule>,
     node: &Value,
@@ -186,12 +214,16 @@ pub fn apply<'r>(
     let matching: Vec<&Rule> = rules.into_iter().filter(|r| r.matches(node, data)).collect();
     let mut working = node.clone();
     let mut out = Effects::default();
+    let mut caps = capabilities::PendingCaps::default();
     for rule in matching {
         tracing::info!(rule = rule.name(), "applying rule");
         for action in &rule.actions {
-            action.apply(&mut working, data, &mut out)?;
+            action
+                .apply(&mut working, data, &mut out, &mut caps)
+                .map_err(|e| e.in_rule(rule.name()))?;
         }
     }
+    caps.flush(&mut working, &mut out);
     Ok(out)
 }
 
@@ -232,5 +264,7 @@ impl RuleBook {
     }
 }
 
+#[cfg(test)]
+mod fuzz;
 #[cfg(test)]
 mod tests;

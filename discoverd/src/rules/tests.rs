@@ -141,16 +141,20 @@ fn fail_and_bad_keys_stop_processing() {
         apply([&f], &node(), &data()),
         Err(ActionError::Fail("no BMC".into()))
     );
-    let k =
-        rule(json!({"actions": [{"action": "set-attribute", "path": "/extra/x", "value": "{data[nope]}"}]}));
-    assert!(matches!(
-        apply([&k], &node(), &data()),
-        Err(ActionError::Format(_))
-    ));
+    let k = rule(json!({"description": "bmc note",
+        "actions": [{"action": "set-attribute", "path": "/extra/x", "value": "{data[nope]}"}]}));
+    let e = apply([&k], &node(), &data());
+    assert!(
+        matches!(&e, Err(ActionError::InRule { rule, error })
+                 if rule == "bmc note" && matches!(**error, ActionError::Format(_))),
+        "{e:?}"
+    );
+    let msg = e.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(msg.contains("bmc note") && msg.contains("'nope'"), "{msg}");
     let l = rule(json!({"actions": [{"action": "extend-attribute", "path": "/driver", "value": "x"}]}));
     assert!(matches!(
         apply([&l], &node(), &data()),
-        Err(ActionError::NotAList { .. })
+        Err(ActionError::InRule { error, .. }) if matches!(*error, ActionError::NotAList { .. })
     ));
 }
 

@@ -2,7 +2,8 @@
 //! [`super::NodeStore`] so a backend can add them on its own schedule).
 //! A rule is stored as the JSON the API shows (`Rule::as_json`), with its
 //! UUID and its place in creation order; the rules layer validates it
-//! before it gets here and parses it again when reading.
+//! before it gets here and parses it again when reading (once per
+//! [`RuleStore::rules_version`]).
 
 use std::fmt;
 
@@ -52,4 +53,10 @@ pub trait RuleStore: Send + Sync + fmt::Debug {
     async fn delete_rule(&self, uuid: &str) -> Result<(), RuleStoreError>;
     /// Deletes every rule; returns how many went.
     async fn delete_all_rules(&self) -> Result<u64, RuleStoreError>;
+    /// A number that moves with every rule write, by whichever daemon
+    /// sharing the store made it, once that write is visible to
+    /// [`RuleStore::list_rules`]: a reader that holds the rules it listed
+    /// after seeing version `v` need not list them again while the
+    /// version stays `v`.
+    async fn rules_version(&self) -> Result<u64, RuleStoreError>;
 }

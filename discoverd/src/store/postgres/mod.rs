@@ -13,6 +13,7 @@
 mod leases;
 mod listen;
 mod rows;
+mod rules;
 pub mod schema;
 
 use std::collections::HashSet;

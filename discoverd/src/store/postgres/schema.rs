@@ -39,6 +39,16 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE nodes ADD COLUMN owner TEXT, ADD COLUMN lease_until TIMESTAMPTZ,
                        ADD COLUMN step TEXT, ADD COLUMN step_data TEXT;
      CREATE INDEX nodes_leases ON nodes (lease_until) WHERE owner IS NOT NULL;",
+    // 3: introspection rules (ironic-inspector's /v1/rules), as on SQLite:
+    // the JSON the API shows, in creation order (`seq` never reuses a
+    // deleted rule's number). `rules_version` has one row, moved by every
+    // rule write in the same transaction: each daemon compares it with the
+    // version of the rules it holds parsed before a report, and the row
+    // lock makes rule writers take turns (the count limit holds).
+    "CREATE TABLE rules (seq BIGSERIAL PRIMARY KEY, uuid TEXT NOT NULL UNIQUE, body TEXT NOT NULL);
+     CREATE TABLE rules_version (one BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one),
+                                 version BIGINT NOT NULL);
+     INSERT INTO rules_version (one, version) VALUES (TRUE, 0);",
 ];
 
 /// How many migrations this build knows.

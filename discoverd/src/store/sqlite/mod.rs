@@ -34,6 +34,8 @@ pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     mirror: Arc<RwLock<Mirror>>,
     path: PathBuf,
+    /// Moved after every rule write commits (one daemon per file).
+    rules_version: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl SqliteStore {
@@ -57,6 +59,7 @@ impl SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
             mirror: Arc::new(RwLock::new(mirror)),
             path,
+            rules_version: Arc::default(),
         })
     }
 

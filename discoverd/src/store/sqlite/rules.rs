@@ -1,5 +1,11 @@
 //! [`RuleStore`] on the SQLite file: table `rules` (migration 3), creation
-//! order kept by an autoincrement sequence.
+//! order kept by an autoincrement sequence. One daemon writes the file,
+//! so the rules' version is a counter in memory, moved right after each
+//! rule write commits (on the blocking thread: a caller that goes away
+//! cannot skip it).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rusqlite::{OptionalExtension, params};
 
@@ -11,6 +17,13 @@ fn parse(uuid: String, text: &str) -> rusqlite::Result<StoredRule> {
         rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, Box::new(e))
     })?;
     Ok(StoredRule { uuid, body })
+}
+
+fn moved<T>(version: &Arc<AtomicU64>) -> impl FnOnce(&mut super::Mirror, &T) + Send + 'static {
+    let version = version.clone();
+    move |_, _| {
+        version.fetch_add(1, Ordering::Release);
+    }
 }
 
 #[async_trait::async_trait]
@@ -46,7 +59,7 @@ impl RuleStore for SqliteStore {
                     Ok(())
                 })
             },
-            |_, _| {},
+            moved(&self.rules_version),
         )
         .await?
     }
@@ -92,7 +105,7 @@ impl RuleStore for SqliteStore {
                         .execute("DELETE FROM rules WHERE uuid = ?1", [&id])
                         .map_err(|e| backend("delete a rule", tx.path, e))
                 },
-                |_, _| {},
+                moved(&self.rules_version),
             )
             .await?;
         if n == 0 {
@@ -110,9 +123,13 @@ impl RuleStore for SqliteStore {
                         .execute("DELETE FROM rules", [])
                         .map_err(|e| backend("delete all rules", tx.path, e))
                 },
-                |_, _| {},
+                moved(&self.rules_version),
             )
             .await?;
         Ok(n as u64)
+    }
+
+    async fn rules_version(&self) -> Result<u64, RuleStoreError> {
+        Ok(self.rules_version.load(Ordering::Acquire))
     }
 }
