@@ -343,14 +343,7 @@ impl Processor {
         // The node's own changes (the hooks' and the rules') are sent with
         // the finishing marks, in one PATCH after power-off (finish.rs):
         // two node PATCHes per run.
-        for (mac, ops) in &patches.ports {
-            if let Some(port) = ports.iter().find(|p| p.address.eq_ignore_ascii_case(mac)) {
-                self.ironic
-                    .patch_port(&port.uuid, ops)
-                    .await
-                    .map_err(fail("update a port"))?;
-            }
-        }
+        self.patch_ports(id, &ports, &patches.ports).await?;
         tracing::info!(
             ports = ports.len(),
             properties = patches.node.len(),
