@@ -350,7 +350,15 @@ async fn hooks_and_rules_give_what_ironic_inspector_gives() -> anyhow::Result<()
     let theirs = enroll(&ironic, 0x71, &scope).await?;
     let ours_fail = enroll(&ironic, 0x72, &fail_scope).await?;
     let theirs_fail = enroll(&ironic, 0x73, &fail_scope).await?;
-    let daemon = PlainDaemon::start(&ironic_url, OPTIONS).await?;
+    // The daemon keeps the ramdisk's logs of failed runs (the inspector
+    // here has no ramdisk_logs_dir: only the daemon's files are checked).
+    let logs = tempfile::tempdir()?;
+    ironic_discoverd_e2e::give_to_daemon_user(&[logs.path()])?;
+    let options = OPTIONS.replace(
+        "[processing]\n",
+        &format!("[processing]\nramdisk_logs_dir = {}\n", logs.path().display()),
+    );
+    let daemon = PlainDaemon::start(&ironic_url, &options).await?;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()?;
@@ -414,6 +422,24 @@ async fn hooks_and_rules_give_what_ironic_inspector_gives() -> anyhow::Result<()
         );
         let (fa, fb) = (fa?, fb?);
         diff("/fail/error", &fa["error"], &fb["error"], &mut differences);
+        // Logs: kept for the failed run only, as sent, mode 0600.
+        let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(logs.path())?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<_, _>>()?;
+        files.sort();
+        anyhow::ensure!(files.len() == 1, "ramdisk logs: {files:?}");
+        let name = files[0]
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_owned();
+        anyhow::ensure!(
+            name.starts_with(&format!("{}_", ours_fail.uuid)) && name.ends_with(".tar.gz"),
+            "ramdisk log file {name}"
+        );
+        anyhow::ensure!(std::fs::read(&files[0])? == b"hello world", "ramdisk log content");
+        use std::os::unix::fs::PermissionsExt;
+        anyhow::ensure!(std::fs::metadata(&files[0])?.permissions().mode() & 0o777 == 0o600);
         anyhow::ensure!(
             fb["error"] == "hooks differential: refused by rule",
             "ironic-inspector: {fb}"
