@@ -2,7 +2,10 @@
 # A real, standalone ironic-inspector 12.5 (API + conductor in one eventlet
 # process, noauth, SQLite, in-process fake message bus, no PXE filter) on
 # 127.0.0.1, talking to the Ironic at URL. It is the peer the benchmarks
-# measure against (scripts/bench.sh); nothing in the test suite uses it.
+# measure against (scripts/bench.sh) and the differential tests compare
+# with (api_differential, hooks_differential: the hooks, [capabilities],
+# [pci_devices] and [port_physnet] below are what hooks_differential gives
+# the daemon too).
 #   scripts/inspector.sh start DIR --ironic-url URL [--port P]   # default port 5050
 #   scripts/inspector.sh stop DIR
 #   scripts/inspector.sh status DIR
@@ -59,6 +62,14 @@ connection = sqlite:///$dir/inspector.sqlite
 driver = noop
 [processing]
 store_data = database
+processing_hooks = \$default_processing_hooks,lldp_basic,local_link_connection,extra_hardware,physnet_cidr_map
+[capabilities]
+boot_mode = true
+[pci_devices]
+alias = {"vendor_id": "8086", "product_id": "1572", "name": "nic_x710"}
+alias = {"vendor_id": "10de", "product_id": "1eb8", "name": "gpu_t4"}
+[port_physnet]
+cidr_map = 100.64.77.0/24:physnet_diff
 [oslo_concurrency]
 lock_path = $dir/locks
 CONF

@@ -80,6 +80,11 @@ impl App {
                 update_pxe_enabled: config.hook_options.update_pxe_enabled,
                 pci_aliases: config.hook_options.pci_aliases.clone(),
                 cidr_map: config.hook_options.cidr_map.clone(),
+                boot_mode: config.hook_options.boot_mode,
+                cpu_flags: config.hook_options.cpu_flags.clone(),
+                extra_hardware_strict: config.hook_options.extra_hardware_strict,
+                // Set by from_names from the list.
+                root_disk_selection: false,
             },
         )?;
         let metrics = Metrics::new();
@@ -117,7 +122,8 @@ impl App {
             },
             tasks.clone(),
         )
-        .with_rules(rules.clone());
+        .with_rules(rules.clone())
+        .with_ramdisk_logs(config.hook_options.ramdisk_logs.clone());
         Ok(App {
             config: Arc::new(config),
             store,

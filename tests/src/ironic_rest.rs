@@ -55,10 +55,22 @@ impl IronicRest {
         path: &str,
         body: Option<Value>,
     ) -> anyhow::Result<Value> {
+        self.send_at("1.31", method, path, body).await
+    }
+
+    /// [`Self::send`] with another API `version` (traits need 1.37, a
+    /// port's `physical_network` 1.34).
+    pub async fn send_at(
+        &self,
+        version: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
         let mut req = self
             .http
             .request(method, format!("{}{path}", self.url))
-            .header("X-OpenStack-Ironic-API-Version", "1.31");
+            .header("X-OpenStack-Ironic-API-Version", version);
         if let Some(b) = body {
             req = req.json(&b);
         }

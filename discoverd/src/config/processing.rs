@@ -1,8 +1,10 @@
 //! ironic-inspector's hook options, in its sections: `[processing]`
 //! (`default_processing_hooks`, `processing_hooks`, `add_ports`,
 //! `keep_ports`, `update_pxe_enabled`, `disk_partitioning_spacing`,
-//! `overwrite_existing`), `[pci_devices] alias` and `[port_physnet]
-//! cidr_map`. A discoverd 1.0 file has none of them and keeps its
+//! `overwrite_existing`, the ramdisk logs' `ramdisk_logs_dir`,
+//! `always_store_ramdisk_logs`, `ramdisk_logs_filename_format`),
+//! `[pci_devices] alias`, `[port_physnet] cidr_map`, `[capabilities]
+//! boot_mode` and `cpu_flags`, `[extra_hardware] strict`. A discoverd 1.0 file has none of them and keeps its
 //! `[discoverd] processing_hooks`; a bad value stops start-up with the
 //! section, option and value named.
 
@@ -10,6 +12,7 @@ use common::ini::{ConfigError, IniFile, Section};
 use ipnet::IpNet;
 
 use crate::hooks::port_options::{AddPorts, KeepPorts};
+use crate::processing::ramdisk_logs::{FileNameFormat, RamdiskLogs};
 
 /// ironic-inspector 12.5's `default_processing_hooks`.
 pub const INSPECTOR_DEFAULT_HOOKS: &str =
@@ -37,8 +40,20 @@ impl Default for HookOptions {
             overwrite_existing: None,
             pci_aliases: Vec::new(),
             cidr_map: Vec::new(),
+            boot_mode: false,
+            cpu_flags: default_cpu_flags(),
+            extra_hardware_strict: false,
+            ramdisk_logs: RamdiskLogs::default(),
         }
     }
+}
+
+/// The inspector's `DEFAULT_CPU_FLAGS_MAPPING`, in its order.
+pub fn default_cpu_flags() -> Vec<(String, String)> {
+    crate::hooks::DEFAULT_CPU_FLAGS
+        .iter()
+        .map(|(f, c)| ((*f).to_owned(), (*c).to_owned()))
+        .collect()
 }
 
 /// The options of the inspector's sections, defaults applied.
@@ -55,6 +70,14 @@ pub struct HookOptions {
     pub overwrite_existing: Option<bool>,
     pub pci_aliases: Vec<PciAlias>,
     pub cidr_map: Vec<(IpNet, String)>,
+    /// `[capabilities] boot_mode`: add `boot_mode:<current boot mode>`.
+    pub boot_mode: bool,
+    /// `[capabilities] cpu_flags`: CPU flag -> capability, in order.
+    pub cpu_flags: Vec<(String, String)>,
+    /// `[extra_hardware] strict`.
+    pub extra_hardware_strict: bool,
+    /// Where and when the ramdisk's logs are kept.
+    pub ramdisk_logs: RamdiskLogs,
 }
 
 fn hooks(s: &Section<'_>) -> Option<Vec<String>> {
@@ -134,6 +157,50 @@ fn cidr_map(s: &Section<'_>) -> Result<Vec<(IpNet, String)>, ConfigError> {
         .collect()
 }
 
+/// oslo.config's `DictOpt`: `key:value` entries separated by commas.
+fn cpu_flags(s: &Section<'_>) -> Result<Vec<(String, String)>, ConfigError> {
+    let Some(raw) = s.raw("cpu_flags") else {
+        return Ok(default_cpu_flags());
+    };
+    let mut map: Vec<(String, String)> = Vec::new();
+    for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (flag, cap) = entry
+            .split_once(':')
+            .map(|(f, c)| (f.trim(), c.trim()))
+            .ok_or_else(|| s.bad_value("cpu_flags", raw, format!("{entry:?} is not flag:capability")))?;
+        if flag.is_empty() || cap.is_empty() || cap.contains(':') {
+            return Err(s.bad_value("cpu_flags", raw, format!("{entry:?} is not flag:capability")));
+        }
+        if map.len() >= MAX_ENTRIES {
+            return Err(s.bad_value("cpu_flags", raw, format!("more than {MAX_ENTRIES} entries")));
+        }
+        // A repeated flag keeps its first place and takes the last value.
+        match map.iter_mut().find(|(f, _)| f == flag) {
+            Some((_, c)) => *c = cap.to_owned(),
+            None => map.push((flag.to_owned(), cap.to_owned())),
+        }
+    }
+    Ok(map)
+}
+
+fn ramdisk_logs(p: &Section<'_>) -> Result<RamdiskLogs, ConfigError> {
+    let format = p.string("ramdisk_logs_filename_format");
+    let format = match format.as_deref() {
+        Some(f) => {
+            FileNameFormat::parse(f).map_err(|why| p.bad_value("ramdisk_logs_filename_format", f, why))?
+        }
+        None => FileNameFormat::default(),
+    };
+    Ok(RamdiskLogs {
+        dir: p
+            .string("ramdisk_logs_dir")
+            .filter(|d| !d.is_empty())
+            .map(std::path::PathBuf::from),
+        always: p.boolean("always_store_ramdisk_logs", false)?,
+        format,
+    })
+}
+
 /// Reads the inspector's sections of `file`.
 pub fn read(file: &IniFile) -> Result<HookOptions, ConfigError> {
     let p = file.section("processing");
@@ -151,8 +218,8 @@ pub fn read(file: &IniFile) -> Result<HookOptions, ConfigError> {
         update_pxe_enabled: p.boolean("update_pxe_enabled", true)?,
         disk_partitioning_spacing: p.boolean("disk_partitioning_spacing", true)?,
         overwrite_existing: overwrite,
-        pci_aliases: Vec::new(),
-        cidr_map: Vec::new(),
+        ramdisk_logs: ramdisk_logs(&p)?,
+        ..HookOptions::default()
     };
     p.reject_unknown(&[])?;
     if opts.add_ports == Some(AddPorts::Disabled) && opts.keep_ports == KeepPorts::Added {
@@ -168,9 +235,19 @@ pub fn read(file: &IniFile) -> Result<HookOptions, ConfigError> {
     let physnet = file.section("port_physnet");
     let cidr_map = cidr_map(&physnet)?;
     physnet.reject_unknown(&[])?;
+    let caps = file.section("capabilities");
+    let boot_mode = caps.boolean("boot_mode", false)?;
+    let cpu_flags = cpu_flags(&caps)?;
+    caps.reject_unknown(&[])?;
+    let extra = file.section("extra_hardware");
+    let extra_hardware_strict = extra.boolean("strict", false)?;
+    extra.reject_unknown(&[])?;
     Ok(HookOptions {
         pci_aliases,
         cidr_map,
+        boot_mode,
+        cpu_flags,
+        extra_hardware_strict,
         ..opts
     })
 }

@@ -330,4 +330,58 @@ fn bad_hook_options_name_section_option_and_value() {
         .map(|e| e.to_string())
         .unwrap_or_default();
     assert!(e.contains("also set in [processing]"), "{e}");
+    let e = err("[capabilities]\nboot_mode = maybe\n");
+    assert!(e.contains("[capabilities] boot_mode = \"maybe\""), "{e}");
+    let e = err("[capabilities]\ncpu_flags = vmx\n");
+    assert!(
+        e.contains("[capabilities] cpu_flags = \"vmx\"") && e.contains("flag:capability"),
+        "{e}"
+    );
+    let e = err("[extra_hardware]\nstrict = 2\n");
+    assert!(e.contains("[extra_hardware] strict"), "{e}");
+    let e = err("[processing]\nramdisk_logs_filename_format = {node}.tgz\n");
+    assert!(
+        e.contains("[processing] ramdisk_logs_filename_format = \"{node}.tgz\"")
+            && e.contains("unknown field"),
+        "{e}"
+    );
+    let e = err("[processing]\nalways_store_ramdisk_logs = sometimes\n");
+    assert!(e.contains("always_store_ramdisk_logs"), "{e}");
+}
+
+#[test]
+fn capabilities_extra_hardware_and_ramdisk_logs_options() -> Result<(), ConfigError> {
+    let base = "[discoverd]\ndatabase = /x\n";
+    let c = parse(base)?;
+    assert!(!c.hook_options.boot_mode && !c.hook_options.extra_hardware_strict);
+    assert_eq!(c.hook_options.cpu_flags, processing::default_cpu_flags());
+    assert_eq!(c.hook_options.ramdisk_logs.dir, None);
+    let c = parse(&format!(
+        "{base}[capabilities]\nboot_mode = true\ncpu_flags = avx2:cpu_avx2, vmx : virt,avx2:avx\n\
+         [extra_hardware]\nstrict = true\n\
+         [processing]\nramdisk_logs_dir = /var/log/discoverd/ramdisk\nalways_store_ramdisk_logs = true\n\
+         ramdisk_logs_filename_format = {{uuid}}-{{bmc}}.tgz\n"
+    ))?;
+    assert!(c.hook_options.boot_mode && c.hook_options.extra_hardware_strict);
+    assert_eq!(
+        c.hook_options.cpu_flags,
+        [
+            ("avx2".to_owned(), "avx".to_owned()),
+            ("vmx".to_owned(), "virt".to_owned())
+        ]
+    );
+    let logs = &c.hook_options.ramdisk_logs;
+    assert_eq!(
+        logs.dir.as_deref(),
+        Some(std::path::Path::new("/var/log/discoverd/ramdisk"))
+    );
+    assert!(logs.always);
+    assert_ne!(
+        logs.format,
+        crate::processing::ramdisk_logs::FileNameFormat::default()
+    );
+    // Empty cpu_flags: no CPU capabilities (oslo.config's empty dict).
+    let c = parse(&format!("{base}[capabilities]\ncpu_flags =\n"))?;
+    assert!(c.hook_options.cpu_flags.is_empty());
+    Ok(())
 }

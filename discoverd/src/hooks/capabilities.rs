@@ -3,10 +3,12 @@
 //! `aes` → `cpu_aes`, `pse` → `cpu_hugepages`, `pdpe1gb` →
 //! `cpu_hugepages_1g`, `smx` → `cpu_txt`, each `true`), merged into
 //! `properties.capabilities` as the inspector's `update_capabilities`
-//! does (existing keys keep their place, new ones are appended). The boot
-//! mode is the inspector's opt-in (`[capabilities] boot_mode`, off by
-//! default) and is not read here yet. A payload without an inventory
-//! (discoverd 1.0's shape) is left alone rather than failed.
+//! does (existing keys keep their place, new ones are appended). The
+//! flags and names are `[capabilities] cpu_flags` (default above). With
+//! `[capabilities] boot_mode` (off by default) the inventory's
+//! `boot.current_boot_mode` is added first as `boot_mode:<mode>`. A
+//! payload without an inventory (discoverd 1.0's shape) is left alone
+//! rather than failed.
 
 use serde_json::Value;
 
@@ -14,7 +16,7 @@ use super::{HookContext, HookError, HookPatches, ProcessingHook};
 use crate::ironic::PatchOp;
 
 /// The inspector's `DEFAULT_CPU_FLAGS_MAPPING`, in its order.
-pub(super) const CPU_FLAGS: [(&str, &str); 6] = [
+pub const DEFAULT_CPU_FLAGS: [(&str, &str); 6] = [
     ("vmx", "cpu_vt"),
     ("svm", "cpu_vt"),
     ("aes", "cpu_aes"),
@@ -24,7 +26,10 @@ pub(super) const CPU_FLAGS: [(&str, &str); 6] = [
 ];
 
 #[derive(Debug)]
-pub(super) struct Capabilities;
+pub(super) struct Capabilities {
+    pub boot_mode: bool,
+    pub cpu_flags: Vec<(String, String)>,
+}
 
 /// `k:v,k2:v2` as ordered pairs (the inspector's `capabilities_to_dict`).
 fn parse_caps(s: &str) -> Vec<(String, String)> {
@@ -63,27 +68,39 @@ impl ProcessingHook for Capabilities {
     }
 
     fn before_update(&self, ctx: &HookContext<'_>) -> Result<Option<HookPatches>, HookError> {
-        let Some(flags) = ctx
-            .data
-            .get("inventory")
-            .and_then(|i| i.pointer("/cpu/flags"))
-            .and_then(Value::as_array)
-            .filter(|f| !f.is_empty())
-        else {
-            tracing::debug!("no CPU flags in the inventory: no capabilities detected");
+        let Some(inventory) = ctx.data.get("inventory").filter(|i| i.is_object()) else {
             return Ok(None);
         };
-        let has = |flag: &str| flags.iter().any(|f| f.as_str() == Some(flag));
-        let mut new: Vec<&str> = Vec::new();
-        for (flag, cap) in CPU_FLAGS {
-            if has(flag) && !new.contains(&cap) {
-                new.push(cap);
+        let mut new: Vec<(&str, String)> = Vec::new();
+        if self.boot_mode {
+            // The inspector stores whatever the ramdisk said; only a
+            // string is taken here (a number or list would not round-trip).
+            match inventory
+                .pointer("/boot/current_boot_mode")
+                .and_then(Value::as_str)
+            {
+                Some(mode) => new.push(("boot_mode", mode.to_owned())),
+                None => tracing::warn!("no boot mode information available"),
             }
+        }
+        let flags = inventory
+            .pointer("/cpu/flags")
+            .and_then(Value::as_array)
+            .filter(|f| !f.is_empty());
+        match flags {
+            Some(flags) => {
+                let has = |flag: &str| flags.iter().any(|f| f.as_str() == Some(flag));
+                for (flag, cap) in &self.cpu_flags {
+                    if has(flag) && !new.iter().any(|(c, _)| c == cap) {
+                        new.push((cap.as_str(), "true".to_owned()));
+                    }
+                }
+            }
+            None => tracing::debug!("no CPU flags in the inventory"),
         }
         if new.is_empty() {
             return Ok(None);
         }
-        let new: Vec<(&str, String)> = new.into_iter().map(|c| (c, "true".to_owned())).collect();
         let joined = merge_capabilities(ctx.node, &new);
         Ok(Some(HookPatches {
             node: vec![PatchOp::add("/properties/capabilities", joined)],
@@ -99,12 +116,23 @@ mod tests {
     use crate::processing::Data;
     use serde_json::json;
 
+    fn hook(boot_mode: bool) -> Capabilities {
+        Capabilities {
+            boot_mode,
+            cpu_flags: crate::hooks::HookSettings::default().cpu_flags,
+        }
+    }
+
     fn run(caps: Option<&str>, data: Value) -> Option<Value> {
+        run_with(&hook(false), caps, data)
+    }
+
+    fn run_with(h: &Capabilities, caps: Option<&str>, data: Value) -> Option<Value> {
         let node: Option<Node> =
             serde_json::from_value(json!({"uuid": "u", "properties": {"capabilities": caps}})).ok();
         let node = node?;
         let data: Data = serde_json::from_value(data).ok()?;
-        let p = Capabilities
+        let p = h
             .before_update(&HookContext {
                 node: &node,
                 ports: &[],
@@ -134,5 +162,51 @@ mod tests {
         );
         assert_eq!(run(None, json!({"inventory": {"cpu": {}}})), None);
         assert_eq!(run(None, json!({"cpus": 4})), None);
+    }
+
+    #[test]
+    fn boot_mode_and_configured_flags() {
+        let data =
+            json!({"inventory": {"boot": {"current_boot_mode": "uefi"}, "cpu": {"flags": ["vmx", "avx2"]}}});
+        // Off by default: only the CPU flags.
+        assert_eq!(
+            run(Some("boot_mode:bios"), data.clone()),
+            Some(
+                json!([{"op": "add", "path": "/properties/capabilities", "value": "boot_mode:bios,cpu_vt:true"}])
+            )
+        );
+        assert_eq!(
+            run_with(&hook(true), Some("boot_mode:bios,x:y"), data.clone()),
+            Some(
+                json!([{"op": "add", "path": "/properties/capabilities", "value": "boot_mode:uefi,x:y,cpu_vt:true"}])
+            )
+        );
+        assert_eq!(
+            run_with(
+                &hook(true),
+                None,
+                json!({"inventory": {"boot": {"current_boot_mode": "bios"}, "cpu": {}}})
+            ),
+            Some(json!([{"op": "add", "path": "/properties/capabilities", "value": "boot_mode:bios"}]))
+        );
+        // No boot information, a boot mode that is not a string: nothing.
+        assert_eq!(
+            run_with(
+                &hook(true),
+                None,
+                json!({"inventory": {"boot": {"current_boot_mode": 1}}})
+            ),
+            None
+        );
+        let custom = Capabilities {
+            boot_mode: false,
+            cpu_flags: vec![("avx2".into(), "cpu_avx2".into()), ("vmx".into(), "virt".into())],
+        };
+        assert_eq!(
+            run_with(&custom, None, data),
+            Some(
+                json!([{"op": "add", "path": "/properties/capabilities", "value": "cpu_avx2:true,virt:true"}])
+            )
+        );
     }
 }

@@ -6,12 +6,16 @@
 //! (4) is `switch_id`, the Port ID TLV (2) is `port_id` (the string
 //! subtypes as text, the MAC subtype as `aa:bb:…`, the network-address
 //! subtype as the address). Values already on the port are kept unless
-//! `overwrite_existing`. A TLV that is not hex, is too short, is not
+//! `overwrite_existing`. When `lldp_basic` ran before it, the
+//! interface's `lldp_processed` is used first, as the inspector does
+//! (`switch_chassis_id` only when it is a MAC, `switch_port_id`); the raw
+//! TLVs are read only when that gives nothing. A TLV that is not hex, is too short, is not
 //! UTF-8 or has an unknown subtype is skipped with a debug log (the
 //! inspector failed on some of these with an internal error).
 
 use serde_json::Value;
 
+use super::lldp_tlvs::{MAX_TLVS, hex, id_value};
 use super::{HookContext, HookError, HookPatches, InterfacePort, ProcessingHook};
 use crate::ironic::PatchOp;
 
@@ -20,55 +24,41 @@ pub(super) struct LocalLinkConnection {
     pub overwrite: bool,
 }
 
-fn hex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| s.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
-        .collect()
-}
-
-fn mac(b: &[u8]) -> Option<String> {
-    (b.len() >= 6).then(|| {
-        b[..6]
-            .iter()
-            .map(|x| format!("{x:02x}"))
-            .collect::<Vec<_>>()
-            .join(":")
-    })
-}
-
-/// An IANA address (family byte, then the address), as text.
-fn iana(b: &[u8]) -> Option<String> {
-    let (family, rest) = b.split_first()?;
-    match family {
-        1 => {
-            let a: [u8; 4] = rest.get(..4)?.try_into().ok()?;
-            Some(std::net::Ipv4Addr::from(a).to_string())
-        }
-        2 => {
-            let a: [u8; 16] = rest.get(..16)?.try_into().ok()?;
-            Some(std::net::Ipv6Addr::from(a).to_string())
-        }
-        6 => mac(rest),
+/// `(item, value)` of one TLV, when it is one this hook uses.
+pub(super) fn link_item(tlv_type: u64, value: &[u8]) -> Option<(&'static str, String)> {
+    let item = match (tlv_type, value.first()) {
+        (1, Some(4)) => "switch_id",
+        (2, _) => "port_id",
+        _ => return None,
+    };
+    match id_value(tlv_type, value)? {
+        Value::String(v) if !v.is_empty() => Some((item, v)),
         _ => None,
     }
 }
 
-/// `(item, value)` of one TLV, when it is one this hook uses.
-pub(super) fn link_item(tlv_type: u64, value: &[u8]) -> Option<(&'static str, String)> {
-    let (subtype, rest) = value.split_first()?;
-    let text = || std::str::from_utf8(rest).ok().map(str::to_owned);
-    let (item, v) = match (tlv_type, subtype) {
-        (1, 4) => ("switch_id", mac(rest)?),
-        (2, 1 | 2 | 5 | 7) => ("port_id", text()?),
-        (2, 3) => ("port_id", mac(rest)?),
-        (2, 4) => ("port_id", iana(rest)?),
-        _ => return None,
-    };
-    (!v.is_empty()).then_some((item, v))
+/// oslo.utils' `is_valid_mac`: six hex pairs joined by `:` or `-`.
+fn is_mac(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 17
+        && b.chunks(3)
+            .all(|c| c[0].is_ascii_hexdigit() && c[1].is_ascii_hexdigit())
+        && b.iter().skip(2).step_by(3).all(|c| *c == b[2])
+        && (b[2] == b':' || b[2] == b'-')
+}
+
+/// `(item, value)`s from what `lldp_basic` stored for the interface
+/// (the inspector's first choice): the chassis id only when it is a MAC.
+fn processed_items(processed: &Value) -> Vec<(&'static str, String)> {
+    [("switch_chassis_id", "switch_id"), ("switch_port_id", "port_id")]
+        .into_iter()
+        .filter_map(|(name, item)| match processed.get(name) {
+            Some(Value::String(v)) if !v.is_empty() => {
+                (item != "switch_id" || is_mac(v)).then(|| (item, v.clone()))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 impl ProcessingHook for LocalLinkConnection {
@@ -93,24 +83,36 @@ impl ProcessingHook for LocalLinkConnection {
                 continue;
             };
             let mut ops: Vec<PatchOp> = Vec::new();
-            for tlv in tlvs {
-                let parsed = tlv.as_array().and_then(|t| match t.as_slice() {
-                    [ty, v] => Some((ty.as_u64()?, hex(v.as_str()?)?)),
-                    _ => None,
-                });
-                let Some((ty, bytes)) = parsed else {
-                    tracing::debug!(interface = name, "malformed LLDP TLV skipped");
-                    continue;
-                };
-                let Some((item, value)) = link_item(ty, &bytes) else {
-                    continue;
-                };
+            let add = |ops: &mut Vec<PatchOp>, item: &str, value: String| {
                 if !self.overwrite && port.local_link_connection.contains_key(item) {
-                    continue;
+                    return;
                 }
                 let path = format!("/local_link_connection/{item}");
                 ops.retain(|o| o.path() != path);
                 ops.push(PatchOp::add(path, value));
+            };
+            let processed = ctx
+                .data
+                .get("all_interfaces")
+                .and_then(|a| a.get(name))
+                .and_then(|i| i.get("lldp_processed"));
+            for (item, value) in processed.map(processed_items).unwrap_or_default() {
+                add(&mut ops, item, value);
+            }
+            if ops.is_empty() {
+                for tlv in tlvs.iter().take(MAX_TLVS) {
+                    let parsed = tlv.as_array().and_then(|t| match t.as_slice() {
+                        [ty, v] => Some((ty.as_u64()?, hex(v.as_str()?)?)),
+                        _ => None,
+                    });
+                    let Some((ty, bytes)) = parsed else {
+                        tracing::debug!(interface = name, "malformed LLDP TLV skipped");
+                        continue;
+                    };
+                    if let Some((item, value)) = link_item(ty, &bytes) {
+                        add(&mut ops, item, value);
+                    }
+                }
             }
             if !ops.is_empty() {
                 patches.ports.insert(port.address.to_ascii_lowercase(), ops);
@@ -147,6 +149,8 @@ mod tests {
         assert_eq!(t(2, ""), None);
         assert_eq!(hex("0g"), None);
         assert_eq!(hex("abc"), None);
+        assert!(is_mac("88:5A:92:ec:54:59") && is_mac("88-5a-92-ec-54-59"));
+        assert!(!is_mac("88:5a-92:ec:54:59") && !is_mac("sw-1") && !is_mac("88:5a:92:ec:54:5"));
         // Other TLVs (TTL, system name) are not used.
         assert_eq!(t(3, "0078"), None);
     }

@@ -12,6 +12,9 @@ pub mod device_hints;
 #[cfg(test)]
 mod device_hints_table;
 mod example;
+mod extra_hardware;
+mod lldp_basic;
+mod lldp_tlvs;
 mod local_link_connection;
 mod pci_devices;
 mod physnet_cidr_map;
@@ -28,6 +31,8 @@ use crate::config::processing::PciAlias;
 use crate::ironic::{Node, PatchOp, Port};
 use crate::processing::payload::Data;
 use port_options::{AddPorts, KeepPorts, PortPolicy};
+
+pub use capabilities::DEFAULT_CPU_FLAGS;
 
 /// A hook's refusal; the message is what the ramdisk and status show.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -69,6 +74,14 @@ pub struct HookSettings {
     pub pci_aliases: Vec<PciAlias>,
     /// `[port_physnet] cidr_map`.
     pub cidr_map: Vec<(ipnet::IpNet, String)>,
+    /// `[capabilities] boot_mode`.
+    pub boot_mode: bool,
+    /// `[capabilities] cpu_flags`: flag -> capability, in order.
+    pub cpu_flags: Vec<(String, String)>,
+    /// `[extra_hardware] strict`.
+    pub extra_hardware_strict: bool,
+    /// `root_disk_selection` is in the chain (set by [`HookChain::from_names`]).
+    pub root_disk_selection: bool,
 }
 
 impl HookSettings {
@@ -98,6 +111,13 @@ impl Default for HookSettings {
             update_pxe_enabled: true,
             pci_aliases: Vec::new(),
             cidr_map: Vec::new(),
+            boot_mode: false,
+            cpu_flags: DEFAULT_CPU_FLAGS
+                .iter()
+                .map(|(f, c)| ((*f).to_owned(), (*c).to_owned()))
+                .collect(),
+            extra_hardware_strict: false,
+            root_disk_selection: false,
         }
     }
 }
@@ -166,6 +186,7 @@ pub const REGISTRY: &[(&str, Constructor)] = &[
     ("scheduler", |s| {
         Box::new(scheduler::Scheduler {
             overwrite: s.overwrite_existing,
+            root_disk_selection: s.root_disk_selection,
         })
     }),
     ("validate_interfaces", |s| {
@@ -174,7 +195,17 @@ pub const REGISTRY: &[(&str, Constructor)] = &[
         })
     }),
     ("example", |_| Box::new(example::Example)),
-    ("capabilities", |_| Box::new(capabilities::Capabilities)),
+    ("capabilities", |s| {
+        Box::new(capabilities::Capabilities {
+            boot_mode: s.boot_mode,
+            cpu_flags: s.cpu_flags.clone(),
+        })
+    }),
+    ("extra_hardware", |s| {
+        Box::new(extra_hardware::ExtraHardware {
+            strict: s.extra_hardware_strict,
+        })
+    }),
     ("root_disk_selection", |s| {
         Box::new(root_disk_selection::RootDiskSelection {
             overwrite: s.overwrite_existing,
@@ -186,6 +217,7 @@ pub const REGISTRY: &[(&str, Constructor)] = &[
             aliases: s.pci_aliases.clone(),
         })
     }),
+    ("lldp_basic", |_| Box::new(lldp_basic::LldpBasic)),
     ("local_link_connection", |s| {
         Box::new(local_link_connection::LocalLinkConnection {
             overwrite: s.overwrite_existing,
@@ -213,6 +245,10 @@ pub struct HookChain {
 
 impl HookChain {
     pub fn from_names(names: &[String], settings: HookSettings) -> Result<Self, UnknownHook> {
+        let settings = HookSettings {
+            root_disk_selection: names.iter().any(|n| n == "root_disk_selection"),
+            ..settings
+        };
         let hooks = names
             .iter()
             .map(|n| {
@@ -392,6 +428,36 @@ mod tests {
             },
         );
         assert_eq!(update(&c, &node(json!({"cpus": "2"})), &[], &d)?.node.len(), 4);
+        Ok(())
+    }
+
+    #[test]
+    fn diskless_ipa_node_gets_local_gb_0_from_root_disk_selection() -> Result<(), HookError> {
+        let ipa = || -> Data {
+            serde_json::from_value(json!({
+                "inventory": {"cpu": {"count": 2, "architecture": "x86_64"}, "memory": {"physical_mb": 2048},
+                              "disks": [{"name": "/dev/sr0", "size": 1024}]},
+                "cpus": 2, "cpu_arch": "x86_64", "memory_mb": 2048
+            }))
+            .unwrap_or_default()
+        };
+        let c = chain(&["root_disk_selection", "scheduler"], HookSettings::default());
+        let mut d = ipa();
+        c.before_processing(&mut d)?;
+        let p = c.before_update(&node(json!({})), &[], &mut d)?;
+        assert_eq!(d["local_gb"], json!(0));
+        let local: Vec<&PatchOp> = p
+            .node
+            .iter()
+            .filter(|o| o.path() == "/properties/local_gb")
+            .collect();
+        assert_eq!(local, [&PatchOp::add("/properties/local_gb", "0")]);
+        // Without root_disk_selection, or for a 1.0 payload, 1.0's rule holds.
+        let alone = chain(&["scheduler"], HookSettings::default());
+        assert!(alone.before_processing(&mut ipa()).is_err());
+        let mut flat = functest_payload();
+        flat.remove("local_gb");
+        assert!(c.before_processing(&mut flat).is_err());
         Ok(())
     }
 

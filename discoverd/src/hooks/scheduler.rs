@@ -1,6 +1,10 @@
 //! `scheduler` (1.0): the properties Nova's scheduler needs (cpus,
 //! cpu_arch, memory_mb, local_gb) must be reported, and are written to
-//! the node unless already set (or `overwrite_existing`).
+//! the node unless already set (or `overwrite_existing`). When
+//! `root_disk_selection` is in the chain and the report is IPA's (has an
+//! inventory), `local_gb` is that hook's, as in ironic-inspector 12.5
+//! (whose scheduler hook has no `local_gb`): not required here (a
+//! diskless node gets 0 there) and not written here.
 
 use serde_json::Value;
 
@@ -14,6 +18,18 @@ const SCHEDULER_KEYS: [&str; 4] = ["cpus", "cpu_arch", "memory_mb", "local_gb"];
 #[derive(Debug)]
 pub(super) struct Scheduler {
     pub overwrite: bool,
+    pub root_disk_selection: bool,
+}
+
+impl Scheduler {
+    /// The keys this hook owns for `data`.
+    fn keys(&self, data: &Data) -> &'static [&'static str] {
+        if self.root_disk_selection && data.get("inventory").is_some_and(Value::is_object) {
+            &SCHEDULER_KEYS[..3]
+        } else {
+            &SCHEDULER_KEYS
+        }
+    }
 }
 
 impl ProcessingHook for Scheduler {
@@ -22,7 +38,8 @@ impl ProcessingHook for Scheduler {
     }
 
     fn before_processing(&self, data: &mut Data) -> Result<(), HookError> {
-        let missing: Vec<String> = SCHEDULER_KEYS
+        let missing: Vec<String> = self
+            .keys(data)
             .iter()
             .filter(|k| !truthy(data.get(**k)))
             .map(|k| format!("'{k}'"))
@@ -40,7 +57,7 @@ impl ProcessingHook for Scheduler {
     fn before_update(&self, ctx: &HookContext<'_>) -> Result<Option<HookPatches>, HookError> {
         let (node, data) = (ctx.node, ctx.data);
         let mut patches = HookPatches::default();
-        for key in SCHEDULER_KEYS {
+        for &key in self.keys(data) {
             if self.overwrite || !truthy(node.properties.get(key)) {
                 // 1.0 sends str(value): "4", not 4.
                 let value = match data.get(key) {

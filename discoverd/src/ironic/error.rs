@@ -83,4 +83,9 @@ impl IronicError {
     pub fn is_conflict(&self) -> bool {
         matches!(self.kind, IronicErrorKind::Conflict(_))
     }
+
+    /// Ironic refused the request as invalid (400).
+    pub fn is_rejected(&self) -> bool {
+        matches!(self.kind, IronicErrorKind::Rejected { status: 400, .. })
+    }
 }

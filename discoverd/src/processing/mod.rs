@@ -8,6 +8,7 @@ mod finish;
 pub mod payload;
 mod ports;
 mod preprocess;
+pub mod ramdisk_logs;
 mod reapply;
 mod rules;
 mod takeover;
@@ -81,6 +82,8 @@ pub struct Processor {
     tasks: Tasks,
     /// Introspection rules, applied after the hooks (`processing/rules.rs`).
     rules: Option<crate::rules::RuleBook>,
+    /// Where the ramdisk's logs go (ramdisk_logs.rs).
+    logs: Arc<ramdisk_logs::RamdiskLogs>,
 }
 
 /// The lookup attributes of a report, as the store compares them.
@@ -111,7 +114,26 @@ impl Processor {
             settings,
             tasks,
             rules: None,
+            logs: Arc::default(),
         }
+    }
+
+    /// Keeps the ramdisk's logs as `logs` says.
+    pub fn with_ramdisk_logs(mut self, logs: ramdisk_logs::RamdiskLogs) -> Self {
+        self.logs = Arc::new(logs);
+        self
+    }
+
+    /// Writes the ramdisk's logs, if `failed` or always asked (off the
+    /// async threads: it is file I/O).
+    async fn store_logs(&self, logs: Option<&Value>, failed: bool, node: Option<NodeId>, data: &Data) {
+        if self.logs.dir.is_none() || !(failed || self.logs.always) {
+            return;
+        }
+        let (conf, logs, data) = (self.logs.clone(), logs.cloned(), data.clone());
+        let now = crate::domain::Timestamp::now();
+        let _ =
+            tokio::task::spawn_blocking(move || conf.store(logs.as_ref(), failed, node, &data, now)).await;
     }
 
     pub fn hooks(&self) -> &HookChain {
@@ -120,12 +142,26 @@ impl Processor {
 
     /// Handles one report; returns the reply for the ramdisk.
     pub async fn process(&self, body: Value) -> Result<Value, ProcessError> {
-        let raw = self.settings.store_data.then(|| body.clone());
+        // The logs are never stored with the data (as the inspector).
+        let raw = self.settings.store_data.then(|| {
+            let mut raw = body.clone();
+            if let Some(o) = raw.as_object_mut() {
+                o.remove("logs");
+            }
+            raw
+        });
         let mut data = normalize(body)?;
+        let logs = ramdisk_logs::RamdiskLogs::take(&mut data);
         // A hook's failure (the ramdisk's own error among them) fails the
         // node it belongs to at once, when the lookup finds it.
-        self.preprocess(&mut data).await?;
-        let found = self.lifecycle.store().find(&lookup_key(&data)).await?;
+        self.preprocess(&mut data, logs.as_ref()).await?;
+        let found = match self.lifecycle.store().find(&lookup_key(&data)).await {
+            Ok(found) => found,
+            Err(e) => {
+                self.store_logs(logs.as_ref(), true, None, &data).await;
+                return Err(e.into());
+            }
+        };
         let node = found.node;
         let span = tracing::info_span!("continue", node = %node);
         async {
@@ -156,10 +192,14 @@ impl Processor {
             }
             let budget = self.settings.request_retry_budget;
             match within_budget(budget, self.update(node, &options, &mut data)).await {
-                Ok(reply) => Ok(reply),
+                Ok(reply) => {
+                    self.store_logs(logs.as_ref(), false, Some(node), &data).await;
+                    Ok(reply)
+                }
                 Err(e) if e.is_transient() => Err(self.requeue(node, e).await),
                 Err(e) => {
                     let _ = self.lifecycle.finish(node, Outcome::Failed(e.to_string())).await;
+                    self.store_logs(logs.as_ref(), true, Some(node), &data).await;
                     Err(e)
                 }
             }
@@ -303,14 +343,7 @@ impl Processor {
         // The node's own changes (the hooks' and the rules') are sent with
         // the finishing marks, in one PATCH after power-off (finish.rs):
         // two node PATCHes per run.
-        for (mac, ops) in &patches.ports {
-            if let Some(port) = ports.iter().find(|p| p.address.eq_ignore_ascii_case(mac)) {
-                self.ironic
-                    .patch_port(&port.uuid, ops)
-                    .await
-                    .map_err(fail("update a port"))?;
-            }
-        }
+        self.patch_ports(id, &ports, &patches.ports).await?;
         tracing::info!(
             ports = ports.len(),
             properties = patches.node.len(),

@@ -2,7 +2,8 @@
 //! the node), create those the report calls for, then carry out the port options' plan (deletions
 //! per `keep_ports`, `pxe_enabled` corrections), as ironic-inspector's
 //! `validate_interfaces` does. The plan itself is pure
-//! (`hooks/port_options.rs`).
+//! (`hooks/port_options.rs`). Then the hooks' port patches
+//! ([`Processor::patch_ports`]).
 
 use super::{Data, ProcessError, Processor};
 use crate::domain::NodeId;
@@ -55,5 +56,54 @@ impl Processor {
             }
         }
         Ok(ports)
+    }
+
+    /// The hooks' patches, one PATCH per port. A PATCH Ironic refuses
+    /// (400: e.g. a `local_link_connection` with a `port_id` and no
+    /// `switch_id` fails its schema) is sent again one field at a time
+    /// (`/local_link_connection/*` together, `/physical_network`, ...),
+    /// and the refused fields are logged and left out, as ironic-inspector
+    /// logs and skips a hook's refused port patch: the node is not failed.
+    pub(super) async fn patch_ports(
+        &self,
+        id: NodeId,
+        ports: &[Port],
+        patches: &std::collections::BTreeMap<String, Vec<PatchOp>>,
+    ) -> Result<(), ProcessError> {
+        let fail = |source: IronicError| ProcessError::Ironic {
+            node: id,
+            what: "update a port",
+            source,
+        };
+        for (mac, ops) in patches {
+            let Some(port) = ports.iter().find(|p| p.address.eq_ignore_ascii_case(mac)) else {
+                continue;
+            };
+            match self.ironic.patch_port(&port.uuid, ops).await {
+                Ok(_) => continue,
+                Err(e) if e.is_rejected() => {
+                    tracing::warn!(port = %port.uuid, "port update refused, retrying field by field: {e}");
+                }
+                Err(e) => return Err(fail(e)),
+            }
+            let mut fields: Vec<(&str, Vec<PatchOp>)> = Vec::new();
+            for op in ops {
+                let field = op.path().trim_start_matches('/').split('/').next().unwrap_or("");
+                match fields.iter_mut().find(|(f, _)| *f == field) {
+                    Some((_, group)) => group.push(op.clone()),
+                    None => fields.push((field, vec![op.clone()])),
+                }
+            }
+            for (field, group) in fields {
+                match self.ironic.patch_port(&port.uuid, &group).await {
+                    Ok(_) => {}
+                    Err(e) if e.is_rejected() => {
+                        tracing::warn!(port = %port.uuid, field, "failed to update the port: {e}");
+                    }
+                    Err(e) => return Err(fail(e)),
+                }
+            }
+        }
+        Ok(())
     }
 }

@@ -234,9 +234,18 @@ impl Action {
                 list.push(value);
                 let list = Value::Array(list);
                 set(node, path, list.clone());
+                // `add` also replaces an existing member, and stays right
+                // when an earlier action of this run created the list (the
+                // operations go in one PATCH: a `replace` of a member Ironic
+                // does not have yet is refused). Only an array element is
+                // replaced (an `add` there would insert).
+                let in_array = path
+                    .rsplit('/')
+                    .next()
+                    .is_some_and(|s| s.parse::<usize>().is_ok());
                 push(
                     out,
-                    if existed {
+                    if existed && in_array {
                         PatchOp::Replace {
                             path: path.clone(),
                             value: list,

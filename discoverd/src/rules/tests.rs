@@ -96,6 +96,7 @@ fn actions_change_a_working_copy_and_come_out_as_one_patch_per_path() -> Result<
         {"action": "extend-attribute", "path": "/extra/tags", "value": "a", "unique": true},
         {"action": "extend-attribute", "path": "/extra/tags", "value": "b", "unique": true},
         {"action": "extend-attribute", "path": "/extra/new", "value": "c"},
+        {"action": "extend-attribute", "path": "/extra/new", "value": "d"},
         {"action": "add-trait", "name": "CUSTOM_A"},
         {"action": "remove-trait", "name": "CUSTOM_B"}]}));
     let e = apply([&r], &node(), &data())?;
@@ -105,11 +106,11 @@ fn actions_change_a_working_copy_and_come_out_as_one_patch_per_path() -> Result<
             PatchOp::add("/driver_info/ipmi_address", "10.1.2.3"),
             PatchOp::add("/extra/nested", json!({"16": ["65536", 1]})),
             PatchOp::add("/properties/capabilities", "boot_mode:uefi,mem:65536"),
-            PatchOp::Replace {
-                path: "/extra/tags".into(),
-                value: json!(["a", "b"])
-            },
-            PatchOp::add("/extra/new", json!(["c"])),
+            // `add` even for a list the node has (it replaces the
+            // member), and for one an earlier action created: Ironic gets
+            // one PATCH and refuses a `replace` of a member it lacks.
+            PatchOp::add("/extra/tags", json!(["a", "b"])),
+            PatchOp::add("/extra/new", json!(["c", "d"])),
         ]
     );
     assert_eq!(e.add_traits, ["CUSTOM_A"]);
