@@ -17,7 +17,7 @@ use tower::ServiceExt;
 const MAC: &str = "52:54:00:12:34:56";
 const BMC: &str = "192.0.2.77";
 
-const DISCOVERY: &str = "store_data = database\nironic_timeout = 0.3\nironic_retry_backoff = 0.01\n\
+const DISCOVERY: &str = "auth_strategy = noauth\nstore_data = database\nironic_timeout = 0.3\nironic_retry_backoff = 0.01\n\
 ironic_retry_max_backoff = 0.05\nironic_request_retry_budget = 1\n\
 [processing]\nnode_not_found_hook = enroll\n\
 [discovery]\nenroll_node_driver = ipmi\nenroll_node_fields = resource_class:baremetal,description:found\n";
@@ -104,7 +104,7 @@ async fn an_unknown_machine_is_enrolled_and_introspected() -> anyhow::Result<()>
     assert!(node["extra"].get("on_discovery").is_none(), "{node}");
     assert_eq!(node["properties"]["cpus"], "4");
     assert_eq!(node["properties"]["memory_mb"], "12288");
-    assert_eq!(e.fake.ports(), vec![(MAC.to_owned(), uuid.clone())]);
+    assert_eq!(e.fake.ports(), vec![(uuid.clone(), MAC.to_owned())]);
     let (_, data) = call(
         &e.router,
         Method::GET,

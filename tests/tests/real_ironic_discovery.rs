@@ -38,7 +38,7 @@ async fn an_unknown_machine_is_enrolled_and_finished() -> anyhow::Result<()> {
         &format!(
             "processing_hooks = ramdisk_error,scheduler,validate_interfaces\nstore_data = database\n\
              [processing]\nnode_not_found_hook = enroll\n\
-             [discovery]\nenroll_node_driver = fake-hardware\nenroll_node_fields = description:{tag},resource_class:discovered\n"
+             [discovery]\nenroll_node_driver = fake-hardware\nenroll_node_fields = name:{tag},resource_class:discovered\n"
         ),
     )
     .await?;
@@ -62,7 +62,7 @@ async fn an_unknown_machine_is_enrolled_and_finished() -> anyhow::Result<()> {
     let node = ironic.node(&uuid).await?;
     assert_eq!(node["driver"], "fake-hardware", "{node}");
     assert_eq!(node["driver_info"]["ipmi_address"], json!(bmc));
-    assert_eq!(node["description"], json!(tag));
+    assert_eq!(node["name"], json!(tag));
     assert_eq!(node["resource_class"], "discovered");
     assert_eq!(node["extra"]["auto_discovered"], json!(true), "{node}");
     assert_eq!(node["extra"]["newly_discovered"], "true");

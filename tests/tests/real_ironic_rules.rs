@@ -115,7 +115,8 @@ async fn rules_change_the_node_in_ironic_and_fail_ends_the_run() -> anyhow::Resu
             {"action": "extend-attribute", "path": "/extra/racks", "value": "rack-{data[cpus]}", "unique": true}]}),
         json!({"description": "refuse the bad one", "conditions": [
             {"op": "eq", "field": "data://ipmi_address", "value": bad.1}],
-         "actions": [{"action": "fail", "message": "bad hardware at {data[ipmi_address]}"}]}),
+         // Not formatted, as the inspector's `fail`.
+         "actions": [{"action": "fail", "message": "bad hardware: refused by rule"}]}),
     ];
     for r in rules {
         let (code, v) = send(reqwest::Method::POST, &rules_url, Some(r)).await?;
@@ -137,7 +138,7 @@ async fn rules_change_the_node_in_ironic_and_fail_ends_the_run() -> anyhow::Resu
     );
 
     let (code, v) = introspect(&daemon, &bad_uuid, &bad.0, &bad.1).await?;
-    let message = format!("bad hardware at {}", bad.1);
+    let message = "bad hardware: refused by rule";
     assert_eq!(code, 400, "{v}");
     assert_eq!(v["answer"]["error"]["message"], json!(message), "{v}");
     assert_eq!(v["status"]["state"], "error", "{v}");
