@@ -124,6 +124,10 @@ impl App {
         )
         .with_rules(rules.clone())
         .with_ramdisk_logs(config.hook_options.ramdisk_logs.clone());
+        let processor = match &config.discovery {
+            Some(d) => processor.with_discovery(d.clone()),
+            None => processor,
+        };
         Ok(App {
             config: Arc::new(config),
             store,

@@ -89,7 +89,8 @@ pub fn firewall_settings(config: &Config) -> FirewallSettings {
     FirewallSettings {
         enabled: config.manage_firewall,
         socket: config.firewall_helper_socket.clone(),
-        mode: config.firewall_mode,
+        // Auto-discovery lets unknown MACs through in allow mode too.
+        mode: crate::firewall::effective_mode(config.firewall_mode, config.discovery.is_some()),
         interfaces: config.dnsmasq_interface.clone(),
         request_timeout: Duration::from_secs(30),
     }
@@ -134,6 +135,11 @@ pub async fn run(
     let stores = open_store(&config.database, config.lease_time).await?;
     let ironic = ironic_client(&config, session).await?;
     check_ironic(&ironic, &config).await?;
+    if config.discovery.is_some() && config.firewall_mode == common::FilterMode::Allow {
+        tracing::info!(
+            "node_not_found_hook is set: the DHCP filter lets unknown MACs through (firewall_mode = allow acts as deny)"
+        );
+    }
     let firewall = Firewall::new(firewall_settings(&config));
     let (stop_tx, stop_rx) = watch::channel(false);
     let app = App::new(

@@ -84,6 +84,7 @@ impl FakeIronic {
                     )
                 }),
             )
+            .route("/v1/nodes", get(list_nodes).post(create_node))
             .route("/v1/nodes/{uuid}", get(get_node).patch(patch_node))
             .route("/v1/nodes/{uuid}/validate", get(validate))
             .route("/v1/nodes/{uuid}/ports", get(node_ports))
@@ -127,6 +128,11 @@ impl FakeIronic {
         if let Some(uuid) = node["uuid"].as_str() {
             lock(&self.inner).nodes.insert(uuid.to_owned(), node.clone());
         }
+    }
+
+    /// Every node's UUID.
+    pub fn node_uuids(&self) -> Vec<String> {
+        lock(&self.inner).nodes.keys().cloned().collect()
     }
 
     /// Adds a port for `node` and returns its uuid.
@@ -310,6 +316,38 @@ fn find_node<'a>(nodes: &'a BTreeMap<String, Value>, ident: &str) -> Option<&'a 
     nodes
         .get(ident)
         .or_else(|| nodes.values().find(|n| n["name"].as_str() == Some(ident)))
+}
+
+/// `GET /v1/nodes`: every node in one page (`fields` is ignored).
+async fn list_nodes(State(s): State<Shared>) -> Response {
+    let g = lock(&s);
+    axum::Json(json!({"nodes": g.nodes.values().cloned().collect::<Vec<_>>()})).into_response()
+}
+
+/// `POST /v1/nodes`: a new node in `enroll`, as Ironic's API 1.11+.
+async fn create_node(State(s): State<Shared>, body: Bytes) -> Response {
+    let Ok(Value::Object(mut node)) = serde_json::from_slice::<Value>(&body) else {
+        return ironic_error(StatusCode::BAD_REQUEST, "the body is not a JSON object");
+    };
+    if !node.get("driver").is_some_and(Value::is_string) {
+        return ironic_error(StatusCode::BAD_REQUEST, "Mandatory field missing: 'driver'");
+    }
+    let mut g = lock(&s);
+    let uuid = format!("00000000-0000-4000-9000-{:012x}", g.nodes.len() + 1);
+    for (k, v) in [
+        ("uuid", json!(uuid)),
+        ("provision_state", json!("enroll")),
+        ("power_state", Value::Null),
+        ("maintenance", json!(false)),
+    ] {
+        node.insert(k.into(), v);
+    }
+    for k in ["driver_info", "properties", "extra"] {
+        node.entry(k).or_insert_with(|| json!({}));
+    }
+    let node = Value::Object(node);
+    g.nodes.insert(uuid, node.clone());
+    (StatusCode::CREATED, axum::Json(node)).into_response()
 }
 
 async fn get_node(State(s): State<Shared>, Path(uuid): Path<String>) -> Response {

@@ -39,6 +39,7 @@ where
     case!(options_round_trip);
     case!(data_round_trip_limit_and_purge);
     case!(reopen_is_a_compare_and_swap_on_ended_nodes);
+    case!(enroll_records_an_enrolling_node);
     Ok(())
 }
 
@@ -443,5 +444,36 @@ async fn reopen_is_a_compare_and_swap_on_ended_nodes(s: Store) -> anyhow::Result
     ensure!(s.get_data(id(1), DataKind::Raw).await? == Some(json!({"r": 1})));
     let ended = s.finish(id(1), State::Reapplying, None, t(4)).await?;
     ensure!(ended.status.state == State::Finished && ended.status.finished_at == Some(t(4)));
+    Ok(())
+}
+
+/// Auto-discovery's record: state `enrolling`, found by its BMC address
+/// and MACs, moved on to `processing`; a compare-and-swap like a start,
+/// over an ended run of the same node too.
+async fn enroll_records_an_enrolling_node(s: Store) -> anyhow::Result<()> {
+    let st = s.enroll(&new(id(1), Some("10.0.0.7")), None, t(10)).await?;
+    ensure!(st.state == State::Enrolling && st.started_at == t(10) && !st.finished());
+    ensure!(s.get(id(1)).await? == st);
+    s.add_macs(id(1), &[mac(7)]).await?;
+    ensure!(s.find(&by_bmc("10.0.0.7")).await?.node == id(1));
+    ensure!(s.find(&by_mac(mac(7))).await?.state == State::Enrolling);
+    ensure!(matches!(
+        s.enroll(&new(id(1), None), None, t(11)).await,
+        Err(StoreError::StateChanged {
+            actual: Some(State::Enrolling),
+            ..
+        })
+    ));
+    // Another node cannot take the BMC address meanwhile.
+    ensure!(matches!(
+        s.enroll(&new(id(2), Some("10.0.0.7")), None, t(11)).await,
+        Err(StoreError::Duplicate { .. })
+    ));
+    s.transition(id(1), State::Enrolling, State::Processing).await?;
+    s.finish(id(1), State::Processing, Some("boom"), t(12)).await?;
+    let again = s
+        .enroll(&new(id(1), Some("10.0.0.7")), Some(State::Error), t(13))
+        .await?;
+    ensure!(again.state == State::Enrolling && again.error.is_none() && again.finished_at.is_none());
     Ok(())
 }

@@ -130,7 +130,7 @@ impl From<ProcessError> for ApiError {
             // The node waits again: the ramdisk's retry can succeed.
             _ if e.is_transient() => ApiError::unavailable(e.to_string()),
             // The node failed; its status carries the same message.
-            ProcessError::IronicGet { .. } | ProcessError::Ironic { .. } => {
+            ProcessError::IronicGet { .. } | ProcessError::Ironic { .. } | ProcessError::Enroll(_) => {
                 ApiError::bad_request(e.to_string())
             }
         }

@@ -13,6 +13,7 @@ use std::time::Duration;
 use common::ini::{ConfigError, IniFile, Section};
 use common::{FilterMode, InterfaceName};
 
+pub mod discovery;
 pub mod processing;
 mod values;
 
@@ -152,6 +153,9 @@ pub struct Config {
     pub max_connections: usize,
     // --- ironic-inspector's hook options (issue 14; config/processing.rs) ---
     pub hook_options: processing::HookOptions,
+    /// Auto-discovery (`[processing] node_not_found_hook = enroll`, issue
+    /// 14; config/discovery.rs); `None` when off.
+    pub discovery: Option<discovery::Discovery>,
 }
 
 impl Config {
@@ -166,6 +170,7 @@ impl Config {
         let section = file.section(SECTION);
         let mut cfg = Self::from_section(&section, file.path())?;
         cfg.hook_options = processing::read(file)?;
+        cfg.discovery = discovery::read(file)?;
         if let Some(hooks) = cfg.hook_options.processing_hooks.clone() {
             if let Some(v) = section.raw("processing_hooks") {
                 return Err(section.bad_value(
@@ -261,6 +266,7 @@ impl Config {
             http_idle_timeout: positive(s, "http_idle_timeout", 60.0)?,
             max_connections: max_connections(s)?,
             hook_options: processing::HookOptions::default(),
+            discovery: None,
         };
         // `authenticate` is read inside auth_strategy(); everything else
         // present in the section must have been asked for by now.

@@ -221,7 +221,8 @@ pub fn read(file: &IniFile) -> Result<HookOptions, ConfigError> {
         ramdisk_logs: ramdisk_logs(&p)?,
         ..HookOptions::default()
     };
-    p.reject_unknown(&[])?;
+    // Auto-discovery's option, read by config/discovery.rs.
+    p.reject_unknown(&["node_not_found_hook"])?;
     if opts.add_ports == Some(AddPorts::Disabled) && opts.keep_ports == KeepPorts::Added {
         return Err(p.bad_value(
             "keep_ports",

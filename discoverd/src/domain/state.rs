@@ -112,6 +112,8 @@ pub enum Transition {
     /// A report could not be written to Ironic for a transient reason
     /// (its retry budget spent): the node waits for the ramdisk's retry.
     Requeue,
+    /// A report no node matched was enrolled in Ironic (auto-discovery).
+    Enroll,
 }
 
 impl Transition {
@@ -127,6 +129,7 @@ impl Transition {
             Transition::AbortEnd => "abort_end",
             Transition::Reapply => "reapply",
             Transition::Requeue => "requeue",
+            Transition::Enroll => "enroll",
         }
     }
 }
@@ -146,6 +149,7 @@ pub fn next(from: Option<State>, event: Transition) -> Result<State, IllegalTran
     use Transition as T;
     let to = match (from, event) {
         (None | Some(Finished | Error | Waiting), T::Start) => Some(Starting),
+        (None | Some(Finished | Error), T::Enroll) => Some(Enrolling),
         (Some(Starting), T::Wait) => Some(Waiting),
         (Some(Waiting | Enrolling), T::Process) => Some(Processing),
         (Some(Processing | Reapplying), T::Finish) => Some(Finished),
@@ -166,7 +170,7 @@ mod tests {
     use State::*;
     use Transition as T;
 
-    const EVENTS: [Transition; 10] = [
+    const EVENTS: [Transition; 11] = [
         T::Start,
         T::Wait,
         T::Process,
@@ -177,6 +181,7 @@ mod tests {
         T::AbortEnd,
         T::Reapply,
         T::Requeue,
+        T::Enroll,
     ];
 
     /// Every legal move, written out; anything not here must be refused.
@@ -185,6 +190,9 @@ mod tests {
         (Some(Finished), T::Start, Starting),
         (Some(Error), T::Start, Starting),
         (Some(Waiting), T::Start, Starting),
+        (None, T::Enroll, Enrolling),
+        (Some(Finished), T::Enroll, Enrolling),
+        (Some(Error), T::Enroll, Enrolling),
         (Some(Starting), T::Wait, Waiting),
         (Some(Waiting), T::Process, Processing),
         (Some(Enrolling), T::Process, Processing),
@@ -237,12 +245,12 @@ mod tests {
     }
 
     #[test]
-    fn final_states_only_restart_or_reapply() {
+    fn final_states_only_restart_reapply_or_enroll() {
         for s in [Finished, Error] {
             assert!(s.is_final());
             for e in EVENTS {
                 let ok = next(Some(s), e).is_ok();
-                assert_eq!(ok, matches!(e, T::Start | T::Reapply), "{s} {e:?}");
+                assert_eq!(ok, matches!(e, T::Start | T::Reapply | T::Enroll), "{s} {e:?}");
             }
         }
     }

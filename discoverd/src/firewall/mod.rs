@@ -20,7 +20,7 @@ use tokio::net::UnixStream;
 
 mod desired;
 
-pub use desired::{DesiredMacs, desired_macs};
+pub use desired::{DesiredMacs, desired_macs, effective_mode};
 
 /// How often the reconnector checks for a stale filter.
 const RECONNECT_POLL: Duration = Duration::from_millis(250);

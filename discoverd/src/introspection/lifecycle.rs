@@ -100,6 +100,23 @@ impl Lifecycle {
         Ok(status)
     }
 
+    /// Records an auto-discovered node in `enrolling` (durably, before
+    /// its report is processed); as [`Lifecycle::start`] otherwise.
+    pub async fn enroll(&self, new: &NewIntrospection) -> Result<Status, MoveError> {
+        let from = match self.store.get(new.node).await {
+            Ok(s) => Some(s.state),
+            Err(StoreError::NotFound(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        next(from, Transition::Enroll).map_err(|source| MoveError::Illegal {
+            node: new.node,
+            source,
+        })?;
+        let status = self.store.enroll(new, from, Timestamp::now()).await?;
+        self.publish(&status, from);
+        Ok(status)
+    }
+
     /// Moves `node` from `from` by `event` (not an ending: see [`finish`]).
     ///
     /// [`finish`]: Lifecycle::finish

@@ -40,6 +40,7 @@ pub struct IronicClient {
 /// Default of `ironic_max_requests`.
 pub const DEFAULT_MAX_REQUESTS: usize = 16;
 
+mod nodes;
 mod request;
 
 use request::{Req, get, patch_applied};

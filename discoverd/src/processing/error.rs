@@ -35,6 +35,9 @@ pub enum ProcessError {
         #[source]
         source: IronicError,
     },
+    /// Auto-discovery could not enrol the unknown machine.
+    #[error(transparent)]
+    Enroll(#[from] super::enroll::EnrollError),
     #[error("Failed to {what} for node {node}: {source}")]
     Ironic {
         node: NodeId,
@@ -54,6 +57,7 @@ impl ProcessError {
             ProcessError::IronicGet { source, .. } | ProcessError::Ironic { source, .. } => {
                 source.is_transient()
             }
+            ProcessError::Enroll(e) => e.is_transient(),
             _ => false,
         }
     }

@@ -3,6 +3,7 @@
 //! to `processing` (only once its reboot was sent), runs the hooks and
 //! updates Ironic, and the finishing steps ([`finish`]) in the background.
 
+mod enroll;
 mod error;
 mod finish;
 pub mod payload;
@@ -14,6 +15,7 @@ mod rules;
 mod takeover;
 
 pub use crate::json::type_name;
+pub use enroll::EnrollError;
 pub use error::ProcessError;
 pub use payload::{Data, LookupAttrs, PayloadError, lookup_attributes, normalize};
 pub use reapply::ReapplyError;
@@ -84,6 +86,8 @@ pub struct Processor {
     rules: Option<crate::rules::RuleBook>,
     /// Where the ramdisk's logs go (ramdisk_logs.rs).
     logs: Arc<ramdisk_logs::RamdiskLogs>,
+    /// Auto-discovery's settings; `None` when off (`processing/enroll.rs`).
+    discovery: Option<Arc<crate::config::discovery::Discovery>>,
 }
 
 /// The lookup attributes of a report, as the store compares them.
@@ -115,6 +119,7 @@ impl Processor {
             tasks,
             rules: None,
             logs: Arc::default(),
+            discovery: None,
         }
     }
 
@@ -157,6 +162,15 @@ impl Processor {
         self.preprocess(&mut data, logs.as_ref()).await?;
         let found = match self.lifecycle.store().find(&lookup_key(&data)).await {
             Ok(found) => found,
+            // An unknown machine: enrolled when auto-discovery is on.
+            Err(StoreError::NoMatch(m)) if self.discovery.is_some() => match self.enroll(&mut data).await {
+                Some(Ok(enrolled)) => enrolled,
+                Some(Err(e)) => {
+                    self.store_logs(logs.as_ref(), true, None, &data).await;
+                    return Err(e);
+                }
+                None => return Err(StoreError::NoMatch(m).into()),
+            },
             Err(e) => {
                 self.store_logs(logs.as_ref(), true, None, &data).await;
                 return Err(e.into());

@@ -169,6 +169,16 @@ pub trait NodeStore: Send + Sync + fmt::Debug {
         at: Timestamp,
     ) -> Result<Status, StoreError>;
 
+    /// [`NodeStore::start`] for a node auto-discovery created in Ironic:
+    /// the record begins in state `enrolling` (its report is processed
+    /// next), with the same attributes, options and checks.
+    async fn enroll(
+        &self,
+        new: &NewIntrospection,
+        expected: Option<State>,
+        at: Timestamp,
+    ) -> Result<Status, StoreError>;
+
     /// Adds MACs as lookup attributes of an active node; one held by
     /// another active node is [`StoreError::Duplicate`], nothing written.
     async fn add_macs(&self, node: NodeId, macs: &[MacAddr]) -> Result<(), StoreError>;

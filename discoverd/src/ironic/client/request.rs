@@ -39,6 +39,20 @@ impl Req<'_> {
     fn idempotent(&self) -> bool {
         matches!(self.method, Method::GET | Method::PUT | Method::HEAD)
     }
+
+    /// Whether a try may follow one that may have been applied: a PATCH
+    /// unless it appends; a port creation (Ironic refuses a second port
+    /// with the MAC, which `create_port` resolves); not a node creation
+    /// (a repeat makes a second node).
+    fn repeatable(&self) -> bool {
+        match self.method {
+            Method::PATCH => self.body.is_some_and(|b| {
+                serde_json::from_value::<Vec<PatchOp>>(b.clone()).is_ok_and(|ops| patch_repeatable(&ops))
+            }),
+            Method::POST => self.call != "create_node",
+            _ => true,
+        }
+    }
 }
 
 /// How one try ended, before classification.
@@ -213,12 +227,7 @@ impl IronicClient {
                 }
                 Try::Fatal(kind) => return Err(req.err(kind)),
             };
-            if budget.maybe_applied
-                && req.method == Method::PATCH
-                && !req.body.is_some_and(|b| {
-                    serde_json::from_value::<Vec<PatchOp>>(b.clone()).is_ok_and(|ops| patch_repeatable(&ops))
-                })
-            {
+            if budget.maybe_applied && !req.repeatable() {
                 return Err(req.err(Kind::OutcomeUnknown(last)));
             }
             let Some(pause) = budget.pause(&self.retry, conflict, asked) else {

@@ -124,13 +124,14 @@ fn micros(t: Timestamp) -> i64 {
     t.as_micros()
 }
 
-#[async_trait::async_trait]
-impl NodeStore for PostgresStore {
-    async fn start(
+impl PostgresStore {
+    /// A new record of `new.node` in `state` (`starting`, `enrolling`).
+    async fn record(
         &self,
         new: &NewIntrospection,
         expected: Option<State>,
         at: Timestamp,
+        state: State,
     ) -> Result<Status, StoreError> {
         let loc = &self.location;
         let err = backend("record a start", loc);
@@ -143,9 +144,15 @@ impl NodeStore for PostgresStore {
                 let n = tx
                     .execute(
                         "INSERT INTO nodes (uuid, started_at, state, owner, lease_until)
-                         VALUES ($1, $2, 'starting', $3, now() + make_interval(secs => $4::float8))
+                         VALUES ($1, $2, $5, $3, now() + make_interval(secs => $4::float8))
                          ON CONFLICT (uuid) DO NOTHING",
-                        &[id, &micros(at), &self.leases.owner, &self.leases.secs()],
+                        &[
+                            id,
+                            &micros(at),
+                            &self.leases.owner,
+                            &self.leases.secs(),
+                            &state.as_str(),
+                        ],
                     )
                     .await
                     .map_err(&err)?;
@@ -165,8 +172,14 @@ impl NodeStore for PostgresStore {
                     .map_err(&err)?;
                 tx.execute(
                     "INSERT INTO nodes (uuid, started_at, state, owner, lease_until)
-                     VALUES ($1, $2, 'starting', $3, now() + make_interval(secs => $4::float8))",
-                    &[id, &micros(at), &self.leases.owner, &self.leases.secs()],
+                     VALUES ($1, $2, $5, $3, now() + make_interval(secs => $4::float8))",
+                    &[
+                        id,
+                        &micros(at),
+                        &self.leases.owner,
+                        &self.leases.secs(),
+                        &state.as_str(),
+                    ],
                 )
                 .await
                 .map_err(&err)?;
@@ -186,11 +199,32 @@ impl NodeStore for PostgresStore {
         tx.commit().await.map_err(&err)?;
         Ok(Status {
             node: new.node,
-            state: State::Starting,
+            state,
             started_at: at,
             finished_at: None,
             error: None,
         })
+    }
+}
+
+#[async_trait::async_trait]
+impl NodeStore for PostgresStore {
+    async fn start(
+        &self,
+        new: &NewIntrospection,
+        expected: Option<State>,
+        at: Timestamp,
+    ) -> Result<Status, StoreError> {
+        self.record(new, expected, at, State::Starting).await
+    }
+
+    async fn enroll(
+        &self,
+        new: &NewIntrospection,
+        expected: Option<State>,
+        at: Timestamp,
+    ) -> Result<Status, StoreError> {
+        self.record(new, expected, at, State::Enrolling).await
     }
 
     async fn add_macs(&self, node: NodeId, macs: &[MacAddr]) -> Result<(), StoreError> {

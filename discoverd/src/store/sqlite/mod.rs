@@ -144,13 +144,14 @@ fn backend(
     }
 }
 
-#[async_trait::async_trait]
-impl NodeStore for SqliteStore {
-    async fn start(
+impl SqliteStore {
+    /// A new record of `new.node` in `state` (`starting`, `enrolling`).
+    async fn record(
         &self,
         new: &NewIntrospection,
         expected: Option<State>,
         at: Timestamp,
+        state: State,
     ) -> Result<Status, StoreError> {
         let new = new.clone();
         let bmc = new.bmc_address.clone();
@@ -166,7 +167,7 @@ impl NodeStore for SqliteStore {
                     });
                 }
                 tx.forget(new.node)?;
-                tx.insert_node(new.node, at)?;
+                tx.insert_node(new.node, at, state)?;
                 if let Some(bmc) = new.bmc_address.as_deref().filter(|b| !b.is_empty()) {
                     tx.add_attributes(new.node, "bmc_address", &[bmc.to_owned()])?;
                 }
@@ -175,7 +176,7 @@ impl NodeStore for SqliteStore {
                 }
                 Ok(Status {
                     node: new.node,
-                    state: State::Starting,
+                    state,
                     started_at: at,
                     finished_at: None,
                     error: None,
@@ -190,6 +191,27 @@ impl NodeStore for SqliteStore {
             },
         )
         .await
+    }
+}
+
+#[async_trait::async_trait]
+impl NodeStore for SqliteStore {
+    async fn start(
+        &self,
+        new: &NewIntrospection,
+        expected: Option<State>,
+        at: Timestamp,
+    ) -> Result<Status, StoreError> {
+        self.record(new, expected, at, State::Starting).await
+    }
+
+    async fn enroll(
+        &self,
+        new: &NewIntrospection,
+        expected: Option<State>,
+        at: Timestamp,
+    ) -> Result<Status, StoreError> {
+        self.record(new, expected, at, State::Enrolling).await
     }
 
     async fn add_macs(&self, node: NodeId, macs: &[MacAddr]) -> Result<(), StoreError> {

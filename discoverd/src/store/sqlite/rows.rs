@@ -79,11 +79,11 @@ impl Tx<'_> {
         Ok(())
     }
 
-    pub fn insert_node(&self, node: NodeId, at: Timestamp) -> Result<(), StoreError> {
+    pub fn insert_node(&self, node: NodeId, at: Timestamp, state: State) -> Result<(), StoreError> {
         self.tx
             .execute(
-                "INSERT INTO nodes (uuid, started_at, state) VALUES (?1, ?2, 'starting')",
-                params![node.to_string(), secs(at)],
+                "INSERT INTO nodes (uuid, started_at, state) VALUES (?1, ?2, ?3)",
+                params![node.to_string(), secs(at), state.as_str()],
             )
             .map(drop)
             .map_err(self.err("record a node"))
