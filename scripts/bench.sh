@@ -33,8 +33,12 @@ done
 want() { case " $wanted " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
 services_dir=$(mktemp -d /tmp/discoverd-bench-services.XXXXXX)
+# Its own directory: the server runs as another user, who must reach it
+# (the services directory is private).
+postgres_dir=$(mktemp -d /tmp/discoverd-bench-postgres.XXXXXX)
 cleanup() {
-  scripts/postgres.sh stop "$services_dir/postgres" >/dev/null 2>&1 || true
+  scripts/postgres.sh stop "$postgres_dir" >/dev/null 2>&1 || true
+  rm -rf "$postgres_dir"
   scripts/inspector.sh stop "$services_dir/inspector" >/dev/null 2>&1 || true
   scripts/ironic-standalone.sh stop "$services_dir/ironic" >/dev/null 2>&1 || true
   rm -rf "$services_dir"
@@ -87,7 +91,7 @@ bench ironic-discoverd list
 bench ironic-discoverd events
 if want postgres; then
   POSTGRES_BENCH_PORT=${POSTGRES_BENCH_PORT:-$(free_port)}
-  DISCOVERD_TEST_POSTGRES_URL=$(scripts/postgres.sh start "$services_dir/postgres" --port "$POSTGRES_BENCH_PORT")
+  DISCOVERD_TEST_POSTGRES_URL=$(scripts/postgres.sh start "$postgres_dir" --port "$POSTGRES_BENCH_PORT")
   export DISCOVERD_TEST_POSTGRES_URL
   bench ironic-discoverd postgres
 fi

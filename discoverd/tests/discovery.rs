@@ -8,11 +8,9 @@
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
+use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
-use test_support::{FakeIronic, Fault};
-use tower::ServiceExt;
+use test_support::{FakeIronic, Fault, call};
 
 const MAC: &str = "52:54:00:12:34:56";
 const BMC: &str = "192.0.2.77";
@@ -36,23 +34,6 @@ async fn env(settings: &str) -> anyhow::Result<Env> {
         router: t.router.clone(),
         _t: t,
     })
-}
-
-async fn call(
-    r: &Router,
-    method: Method,
-    uri: &str,
-    body: Option<Value>,
-) -> anyhow::Result<(StatusCode, Value)> {
-    let req = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header("content-type", "application/json")
-        .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))?;
-    let resp = r.clone().oneshot(req).await?;
-    let status = resp.status();
-    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await?;
-    Ok((status, serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
 }
 
 async fn report(e: &Env) -> anyhow::Result<(StatusCode, Value)> {

@@ -6,37 +6,13 @@
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
+use axum::http::{Method, StatusCode};
 use discoverd::domain::{NodeId, State, Timestamp};
 use discoverd::periodic::{PeriodicSettings, claimed_clean_up};
 use discoverd::store::{NewIntrospection, Options};
 use serde_json::{Value, json};
 use test_support::postgres::TestDatabase;
-use test_support::{FakeIronic, Fault, TestApp};
-use tower::ServiceExt;
-
-async fn call(
-    r: &Router,
-    method: Method,
-    uri: &str,
-    body: Option<Value>,
-) -> anyhow::Result<(StatusCode, Value)> {
-    let req = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header("content-type", "application/json")
-        .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))?;
-    let resp = r.clone().oneshot(req).await?;
-    let status = resp.status();
-    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await?;
-    let v = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes)?
-    };
-    Ok((status, v))
-}
+use test_support::{FakeIronic, Fault, TestApp, call};
 
 fn uuid(i: usize) -> String {
     format!("00000000-0000-4000-8000-{i:012x}")

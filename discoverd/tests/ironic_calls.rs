@@ -8,36 +8,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
+use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
-use test_support::{FakeIronic, Fault, TestApp};
-use tower::ServiceExt;
+use test_support::{FakeIronic, Fault, TestApp, call};
 
 const NODE: &str = "5f0c6d3e-7b1a-4e8e-9a43-0c7f61c2d0a1";
 const MAC: &str = "52:54:00:12:34:56";
-
-async fn call(
-    r: &Router,
-    method: Method,
-    uri: &str,
-    body: Option<Value>,
-) -> anyhow::Result<(StatusCode, Value)> {
-    let req = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header("content-type", "application/json")
-        .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))?;
-    let resp = r.clone().oneshot(req).await?;
-    let status = resp.status();
-    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await?;
-    let v = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes)?
-    };
-    Ok((status, v))
-}
 
 async fn wait(r: &Router, f: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

@@ -6,11 +6,13 @@
 pub mod fake_ironic;
 pub mod fake_keystone;
 pub mod postgres;
+pub mod router;
 pub mod rule_conformance;
 pub mod store_conformance;
 
 pub use fake_ironic::{Call, FakeIronic, Fault};
 pub use fake_keystone::FakeKeystone;
+pub use router::call;
 
 use std::path::Path;
 use std::time::Duration;

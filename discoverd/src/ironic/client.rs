@@ -133,21 +133,32 @@ impl IronicClient {
 
     /// Every page of a port listing.
     async fn ports(&self, first: String, template: &'static str) -> Result<Vec<Port>, IronicError> {
-        #[derive(serde::Deserialize)]
-        struct Page {
-            ports: Vec<Port>,
-            #[serde(default)]
-            next: Option<String>,
-        }
+        self.all_pages("list_ports", first, template, "ports").await
+    }
+
+    /// Every page of a collection: the items under `key`, following
+    /// Ironic's `next` links.
+    pub(super) async fn all_pages<T: serde::de::DeserializeOwned>(
+        &self,
+        name: &'static str,
+        first: String,
+        template: &'static str,
+        key: &'static str,
+    ) -> Result<Vec<T>, IronicError> {
         let mut out = Vec::new();
         let mut path = first;
         // A malicious or broken Ironic could link pages forever.
         for _ in 0..10_000 {
-            let req = get("list_ports", &path, template);
-            let page: Page = self.json(&req).await?;
-            let got = page.ports.len();
-            out.extend(page.ports);
-            match page.next {
+            let req = get(name, &path, template);
+            let mut page: Value = self.json(&req).await?;
+            let items = page.get_mut(key).map(Value::take);
+            let items: Vec<T> = items
+                .ok_or_else(|| format!("no {key:?} in the page"))
+                .and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string()))
+                .map_err(|e| req.err(Kind::Protocol(format!("{name}: {e}"))))?;
+            let got = items.len();
+            out.extend(items);
+            match page.get("next").and_then(Value::as_str) {
                 Some(next) if got > 0 => {
                     let rel = next.find("/v1/").map(|i| next[i..].to_owned());
                     path = rel.ok_or_else(|| req.err(Kind::Protocol(format!("bad next link {next:?}"))))?;
@@ -158,7 +169,7 @@ impl IronicClient {
         Err(IronicError::new(
             "GET",
             &path,
-            Kind::Protocol("port listing did not end".into()),
+            Kind::Protocol(format!("{key} listing did not end")),
         ))
     }
 

@@ -11,7 +11,7 @@ use reqwest::Method;
 use serde_json::{Map, Value};
 
 use super::IronicClient;
-use super::request::{Req, get};
+use super::request::Req;
 use crate::ironic::error::{IronicError, IronicErrorKind as Kind};
 use crate::ironic::model::Node;
 use crate::ironic::retry::{Budget, current_deadline};
@@ -23,33 +23,8 @@ impl IronicClient {
     /// `GET /v1/nodes`, all pages, with the fields the enrolment compares
     /// (`uuid`, `driver_info`, `extra`).
     pub async fn list_nodes(&self) -> Result<Vec<Node>, IronicError> {
-        #[derive(serde::Deserialize)]
-        struct Page {
-            nodes: Vec<Node>,
-            #[serde(default)]
-            next: Option<String>,
-        }
-        let mut out = Vec::new();
-        let mut path = format!("/v1/nodes?limit={PAGE}&fields=uuid,driver_info,extra");
-        // A broken Ironic could link pages forever.
-        for _ in 0..10_000 {
-            let req = get("list_nodes", &path, "/v1/nodes");
-            let page: Page = self.json(&req).await?;
-            let got = page.nodes.len();
-            out.extend(page.nodes);
-            match page.next {
-                Some(next) if got > 0 => {
-                    let rel = next.find("/v1/").map(|i| next[i..].to_owned());
-                    path = rel.ok_or_else(|| req.err(Kind::Protocol(format!("bad next link {next:?}"))))?;
-                }
-                _ => return Ok(out),
-            }
-        }
-        Err(IronicError::new(
-            "GET",
-            &path,
-            Kind::Protocol("node listing did not end".into()),
-        ))
+        let first = format!("/v1/nodes?limit={PAGE}&fields=uuid,driver_info,extra");
+        self.all_pages("list_nodes", first, "/v1/nodes", "nodes").await
     }
 
     /// `POST /v1/nodes` with `fields` (driver, driver_info, extra, ...);
