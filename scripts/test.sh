@@ -69,6 +69,9 @@ else
   echo "PostgreSQL failed to start; its tests fail under DISCOVERD_REQUIRE_PRIVILEGED=1" >&2
 fi
 
+# A one-shot build: incremental caches would only take disk (gigabytes).
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
