@@ -92,6 +92,8 @@ impl App {
         let bus = EventBus::new();
         let tasks = Tasks::new(shutdown);
         metrics.count_events(&bus, tasks.stopping());
+        // 1.0's extra.on_discovery on every node whose run fails.
+        crate::introspection::mark::mark_failed_nodes(&bus, ironic.clone(), store.clone(), &tasks);
         let lifecycle = Lifecycle::new(store.clone(), bus.clone(), firewall.clone());
         let introspector = Introspector::new(
             ironic.clone(),

@@ -125,9 +125,11 @@ async fn functional_scenario_of_discoverd_1_0() -> anyhow::Result<()> {
         (st["finished"].clone(), st["error"].clone()),
         (json!(false), Value::Null)
     );
+    // No mark while it runs (1.0 wrote extra.on_discovery at start; it
+    // is now written only on a node whose run fails).
     assert_eq!(
-        e.fake.node(NODE).map(|n| n["extra"]["on_discovery"].clone()),
-        Some(json!("true"))
+        e.fake.node(NODE).map(|n| n["extra"].get("on_discovery").cloned()),
+        Some(None)
     );
     assert_eq!(
         e.fake
@@ -156,17 +158,18 @@ async fn functional_scenario_of_discoverd_1_0() -> anyhow::Result<()> {
         .into_iter()
         .filter_map(|c| c.body)
         .collect();
-    // Two node PATCHes: the mark at start, then the properties with the
-    // finishing extras in one call after power-off.
-    assert_eq!(patches.len(), 2, "{patches:?}");
+    // One node PATCH: the properties with the finishing extras, before
+    // the power-off.
+    assert_eq!(patches.len(), 1, "{patches:?}");
     assert_eq!(
-        patches[1],
+        patches[0],
         json!([
             {"op": "add", "path": "/properties/cpus", "value": "4"},
             {"op": "add", "path": "/properties/cpu_arch", "value": "x86_64"},
             {"op": "add", "path": "/properties/memory_mb", "value": "12288"},
             {"op": "add", "path": "/properties/local_gb", "value": "464"},
             {"op": "add", "path": "/extra/newly_discovered", "value": "true"},
+            {"op": "add", "path": "/extra/on_discovery", "value": "true"},
             {"op": "remove", "path": "/extra/on_discovery"}
         ])
     );
@@ -379,8 +382,8 @@ async fn before_processing_errors_are_returned_and_fail_the_node() -> anyhow::Re
 async fn ironic_conflicts_and_outages_are_retried() -> anyhow::Result<()> {
     let e = env("").await?;
     functest_node(&e.fake);
-    e.fake
-        .inject(Method::PATCH, &format!("/v1/nodes/{NODE}"), Fault::Status(409), 3);
+    let boot_device = format!("/v1/nodes/{NODE}/management/boot_device");
+    e.fake.inject(Method::PUT, &boot_device, Fault::Status(409), 3);
     e.fake.inject(
         Method::GET,
         &format!("/v1/nodes/{NODE}/ports"),
@@ -390,7 +393,11 @@ async fn ironic_conflicts_and_outages_are_retried() -> anyhow::Result<()> {
     post_start(&e, NODE).await?;
     let st = wait_status(&e, NODE, |v| v["state"] == "waiting").await?;
     assert_eq!(st["error"], Value::Null);
-    assert_eq!(e.fake.calls_to("PATCH", &format!("/v1/nodes/{NODE}")).len(), 4);
+    assert_eq!(e.fake.calls_to("PUT", &boot_device).len(), 4);
+    assert_eq!(
+        e.fake.calls_to("GET", &format!("/v1/nodes/{NODE}/ports")).len(),
+        3
+    );
     Ok(())
 }
 
@@ -578,8 +585,15 @@ async fn clean_up_times_out_nodes_and_keeps_them_untouched_in_ironic() -> anyhow
     discoverd::periodic::clean_up(&e.app.lifecycle, &e.app.periodic_settings()).await?;
     let st = wait_status(&e, NODE, |v| v["finished"] == true).await?;
     assert_eq!(st["error"], json!("Introspection timeout"));
-    let node = e.fake.node(NODE).unwrap_or_default();
-    assert_eq!(node["extra"]["on_discovery"], json!("true"));
+    // The mark comes after the end is recorded, from the event bus.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while e.fake.node(NODE).map(|n| n["extra"]["on_discovery"].clone()) != Some(json!("true")) {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the timed-out node was never marked"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert_eq!(
         e.fake
             .calls_to("PUT", &format!("/v1/nodes/{NODE}/states/power"))
@@ -696,7 +710,7 @@ async fn metrics_move_after_an_introspection_and_health_endpoints_answer() -> an
         assert!(text.contains(line), "missing {line:?} in\n{text}");
     }
     assert!(
-        text.contains("ironic_discoverd_ironic_call_seconds_count{call=\"patch_node\"} 2"),
+        text.contains("ironic_discoverd_ironic_call_seconds_count{call=\"patch_node\"} 1"),
         "{text}"
     );
     let (code, v) = call(&e.router, Method::GET, "/healthz", None).await?;
@@ -736,11 +750,12 @@ async fn node_patch_is_sent_even_when_empty() -> anyhow::Result<()> {
         .filter_map(|c| c.body)
         .collect();
     assert_eq!(
-        patches[1],
-        json!([
+        patches,
+        [json!([
             {"op": "add", "path": "/extra/newly_discovered", "value": "true"},
+            {"op": "add", "path": "/extra/on_discovery", "value": "true"},
             {"op": "remove", "path": "/extra/on_discovery"}
-        ]),
+        ])],
         "{patches:?}"
     );
     // Existing values were kept (overwrite_existing is false).

@@ -1,8 +1,9 @@
 //! What one introspection costs Ironic (issue 15): every call the daemon
 //! makes for a node, by method and path, against the in-process fake
 //! Ironic, so a new call or a lost merge fails here. And the failure
-//! semantics of the finishing PATCH and power-off: a node that fails keeps
-//! `extra.on_discovery`, and the error says why.
+//! semantics of the finishing PATCH and power-off: a node that fails gets
+//! `extra.on_discovery` (1.0's mark, no longer written at start), and the
+//! error says why.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -26,6 +27,19 @@ async fn wait(r: &Router, f: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
             tokio::time::Instant::now() < deadline,
             "never matched: {code} {v}"
         );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// The node once the daemon marked it as failed (after recording the end).
+async fn marked(fake: &FakeIronic) -> anyhow::Result<Value> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let n = fake.node(NODE).unwrap_or_default();
+        if n["extra"]["on_discovery"] == json!("true") {
+            return Ok(n);
+        }
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "never marked: {n}");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
@@ -62,7 +76,7 @@ fn expect(pairs: &[(&str, usize)]) -> BTreeMap<String, usize> {
 }
 
 #[tokio::test]
-async fn one_introspection_costs_two_node_patches_and_no_redundant_call() -> anyhow::Result<()> {
+async fn one_introspection_costs_one_node_patch_and_no_redundant_call() -> anyhow::Result<()> {
     let fake = FakeIronic::start().await?;
     let t = TestApp::new(&fake.url(), "").await?;
     node(&fake, json!({}));
@@ -88,7 +102,7 @@ async fn one_introspection_costs_two_node_patches_and_no_redundant_call() -> any
             ("GET /v1/nodes/*", 2),
             ("GET /v1/nodes/*/validate", 1),
             ("GET /v1/nodes/*/ports", 2),
-            ("PATCH /v1/nodes/*", 2),
+            ("PATCH /v1/nodes/*", 1),
             ("PUT /v1/nodes/*/management/boot_device", 1),
             ("PUT /v1/nodes/*/states/power", 2),
         ])
@@ -100,7 +114,7 @@ async fn one_introspection_costs_two_node_patches_and_no_redundant_call() -> any
 }
 
 #[tokio::test]
-async fn a_node_still_marked_from_a_failed_run_is_not_patched_at_start() -> anyhow::Result<()> {
+async fn a_node_marked_by_a_failed_run_loses_the_mark_when_a_run_succeeds() -> anyhow::Result<()> {
     let fake = FakeIronic::start().await?;
     let t = TestApp::new(&fake.url(), "").await?;
     node(&fake, json!({"on_discovery": "true"}));
@@ -149,7 +163,7 @@ async fn a_refused_finishing_patch_keeps_the_mark_and_the_power_and_says_why() -
         )),
         "{err}"
     );
-    let n = fake.node(NODE).unwrap_or_default();
+    let n = marked(&fake).await?;
     assert_eq!(n["extra"], json!({"on_discovery": "true"}));
     // Left powered on (in the ramdisk) for the operator to look at: the
     // power-off comes after the write.
@@ -163,7 +177,7 @@ async fn a_refused_finishing_patch_keeps_the_mark_and_the_power_and_says_why() -
 }
 
 #[tokio::test]
-async fn a_refused_power_off_puts_the_mark_back_and_says_why() -> anyhow::Result<()> {
+async fn a_refused_power_off_marks_the_node_and_says_why() -> anyhow::Result<()> {
     let fake = FakeIronic::start().await?;
     let t = TestApp::new(&fake.url(), "").await?;
     node(&fake, json!({}));
@@ -190,12 +204,48 @@ async fn a_refused_power_off_puts_the_mark_back_and_says_why() -> anyhow::Result
         err.starts_with(&format!("Failed to power off node {NODE}")),
         "{err}"
     );
-    let n = fake.node(NODE).unwrap_or_default();
+    let n = marked(&fake).await?;
     assert_eq!(
         n["extra"],
         json!({"on_discovery": "true", "newly_discovered": "true"})
     );
     assert_eq!(n["properties"]["memory_mb"], json!("4096"));
     assert_eq!(n["power_state"], json!("power on"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_failed_start_marks_the_node_and_the_next_good_run_clears_it() -> anyhow::Result<()> {
+    let fake = FakeIronic::start().await?;
+    let t = TestApp::new(&fake.url(), "").await?;
+    node(&fake, json!({}));
+    // The reboot is refused: the run fails in the background.
+    fake.inject(
+        Method::PUT,
+        &format!("/v1/nodes/{NODE}/states/power"),
+        Fault::Status(400),
+        1,
+    );
+    let path = format!("/v1/introspection/{NODE}");
+    call(&t.router, Method::POST, &path, None).await?;
+    let st = wait(&t.router, |v| v["finished"] == true).await?;
+    let err = st["error"].as_str().unwrap_or_default();
+    assert!(
+        err.starts_with(&format!("Failed to power on node {NODE}")),
+        "{err}"
+    );
+    marked(&fake).await?;
+    assert_eq!(fake.calls_to("PATCH", "/v1/nodes/").len(), 1, "only the mark");
+    // Again, successfully: the finishing PATCH takes the mark away.
+    let (code, v) = call(&t.router, Method::POST, &path, None).await?;
+    assert_eq!(code, StatusCode::ACCEPTED, "{v}");
+    wait(&t.router, |v| v["state"] == "waiting").await?;
+    let (code, v) = call(&t.router, Method::POST, "/v1/continue", Some(report())).await?;
+    assert_eq!(code, StatusCode::OK, "{v}");
+    wait(&t.router, |v| v["finished"] == true && v["error"].is_null()).await?;
+    assert_eq!(
+        fake.node(NODE).map(|n| n["extra"].clone()),
+        Some(json!({"newly_discovered": "true"}))
+    );
     Ok(())
 }

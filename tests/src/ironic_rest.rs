@@ -88,6 +88,21 @@ impl IronicRest {
             .await
     }
 
+    /// Waits (up to 30 s) until the node carries `extra.on_discovery`,
+    /// the mark the daemon writes on a node whose introspection failed,
+    /// after recording the failure; returns the node.
+    pub async fn wait_failure_mark(&self, uuid: &str) -> anyhow::Result<Value> {
+        crate::stack::eventually(
+            "extra.on_discovery on the failed node",
+            Duration::from_secs(30),
+            async || {
+                let node = self.node(uuid).await?;
+                Ok((node["extra"]["on_discovery"] == json!("true")).then_some(node))
+            },
+        )
+        .await
+    }
+
     /// Asks for a provision-state `target` and waits (up to 2 minutes)
     /// until the node is in `want`.
     pub async fn set_provision(&self, uuid: &str, target: &str, want: &str) -> anyhow::Result<()> {

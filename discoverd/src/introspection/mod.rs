@@ -1,11 +1,12 @@
 //! Introspection of a node from the operator's side: starting it (checks
 //! made while the client waits, the durable record, then the reboot in
-//! the background), aborting it, processing stored data again, resuming
+//! the background), aborting it, the mark a failed node keeps in Ironic, processing stored data again, resuming
 //! work a restarted daemon finds unfinished, and the [`lifecycle`] every
 //! flow moves nodes through.
 
 mod abort;
 pub mod lifecycle;
+pub mod mark;
 mod start;
 mod takeover;
 

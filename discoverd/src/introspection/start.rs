@@ -1,8 +1,10 @@
 //! Starting introspection (spec §4). While the client waits: the node is
 //! read from Ironic and checked, then recorded in state `starting` — a
 //! `202` is a promise, so the record is durable before the answer. In the
-//! background: mark the node in Ironic, record its MACs, open the DHCP
-//! filter for them, and reboot it into the ramdisk; only then `waiting`.
+//! background: record the node's MACs, open the DHCP filter for them, and
+//! reboot it into the ramdisk; only then `waiting`. (1.0 also marked the
+//! node with `extra.on_discovery` here; the mark is now written only on a
+//! node whose run fails, see [`super::mark`].)
 //! A daemon that restarts finds nodes still `starting` and carries the
 //! same steps on ([`Introspector::resume`]).
 
@@ -11,15 +13,12 @@ use tracing::Instrument;
 
 use super::{Introspector, MoveError, Outcome};
 use crate::domain::{NodeId, NodeRef, State, Transition};
-use crate::ironic::{IronicError, Node, PatchOp, within_budget};
+use crate::ironic::{IronicError, Node, within_budget};
 use crate::store::{NewIntrospection, Options, StoreError};
 
 /// Provision states a node may be introspected in (1.0, plus 1.1's
 /// `inspect failed` so a failed run can be retried).
 const VALID_STATES: &[&str] = &["enroll", "manageable", "inspecting", "inspect failed"];
-
-/// The `extra` key that marks a node under discovery in Ironic.
-const ON_DISCOVERY: &str = "on_discovery";
 
 /// The option a start with IPMI credential setup records.
 const IPMI_OPTION: &str = "setup_ipmi_credentials";
@@ -227,14 +226,11 @@ impl Introspector {
             MoveError::Store(s) => StartError::Store(s),
             e @ MoveError::Illegal { .. } => StartError::Busy { node: id, source: e },
         })?;
-        // A node whose last run failed still carries the mark: the node
-        // just read says so, no PATCH needed.
-        let marked = node.extra.get(ON_DISCOVERY) == Some(&json!("true"));
         let this = self.clone();
         let span = tracing::info_span!("introspect", node = %id);
         self.tasks.spawn(
             "introspect",
-            async move { this.reboot_into_ramdisk(id, marked).await }.instrument(span),
+            async move { this.reboot_into_ramdisk(id).await }.instrument(span),
         );
         Ok(id)
     }
@@ -250,7 +246,7 @@ impl Introspector {
             let span = tracing::info_span!("introspect", node = %id);
             self.tasks.spawn(
                 "resume",
-                async move { this.reboot_into_ramdisk(id, false).await }.instrument(span),
+                async move { this.reboot_into_ramdisk(id).await }.instrument(span),
             );
         }
         Ok(pending.len())
@@ -261,28 +257,39 @@ impl Introspector {
     }
 
     /// The background steps, each safe to repeat after a restart.
-    /// `marked`: the node already carries `extra.on_discovery`.
-    pub(super) async fn reboot_into_ramdisk(self, id: NodeId, marked: bool) {
+    pub(super) async fn reboot_into_ramdisk(self, id: NodeId) {
         let uuid = id.to_string();
-        // The mark and the port list do not depend on each other: both at once.
-        let mark = async {
-            match marked {
-                false => {
-                    let op = PatchOp::add(format!("/extra/{ON_DISCOVERY}"), "true");
-                    self.ironic.patch_node(&uuid, &[op]).await.map(drop)
-                }
-                true => Ok(()),
+        let store = self.lifecycle.store();
+        let (ipmi_setup, manage_boot) = match self.lifecycle.durably(|| store.options(id)).await {
+            Ok(o) => (o.contains_key(IPMI_OPTION), manages_boot(&o)),
+            Err(e) => {
+                return self
+                    .fail(id, format!("Failed to read the options of node {uuid}: {e}"))
+                    .await;
             }
         };
-        let (mark, ports) = tokio::join!(mark, self.ironic.list_node_ports(&uuid));
-        if let Err(e) = mark {
-            return self
-                .fail(
-                    id,
-                    format!("Failed to update node {uuid} before introspection: {e}"),
-                )
-                .await;
+        let reboot = manage_boot && !ipmi_setup;
+        if ipmi_setup {
+            tracing::info!(
+                "node {uuid} must be powered on manually within {}s to set up IPMI credentials",
+                self.settings.timeout_secs
+            );
+        } else if !manage_boot {
+            tracing::info!(
+                "node {uuid} is not booted by the daemon (manage_boot=false): boot it into the ramdisk"
+            );
+        } else {
+            self.wait_for_turn().await;
         }
+        // The port list and the boot device do not need each other: both
+        // at once. Only the reboot must wait for the node's DHCP to get
+        // through the filter.
+        let boot_device = async {
+            if reboot && let Err(e) = self.ironic.set_pxe_boot(&uuid).await {
+                tracing::warn!("failed to set the PXE boot device of node {uuid}: {e}");
+            }
+        };
+        let (ports, ()) = tokio::join!(self.ironic.list_node_ports(&uuid), boot_device);
         let ports = match ports {
             Ok(p) => p,
             Err(e) => {
@@ -299,7 +306,6 @@ impl Introspector {
             }
         }
         // Accepted with a 202: a database restarting now must not lose it.
-        let store = self.lifecycle.store();
         if let Err(e) = self.lifecycle.durably(|| store.add_macs(id, &macs)).await {
             return self.fail(id, e.to_string()).await;
         }
@@ -313,38 +319,15 @@ impl Introspector {
         {
             tracing::warn!("firewall not updated yet (the reconnector will resync): {e}");
         }
-        let (ipmi_setup, manage_boot) = match self.lifecycle.durably(|| store.options(id)).await {
-            Ok(o) => (o.contains_key(IPMI_OPTION), manages_boot(&o)),
-            Err(e) => {
-                return self
-                    .fail(id, format!("Failed to read the options of node {uuid}: {e}"))
-                    .await;
-            }
-        };
-        if ipmi_setup {
-            tracing::info!(
-                "node {uuid} must be powered on manually within {}s to set up IPMI credentials",
-                self.settings.timeout_secs
-            );
-        } else if !manage_boot {
-            tracing::info!(
-                "node {uuid} is not booted by the daemon (manage_boot=false): boot it into the ramdisk"
-            );
-        } else {
-            self.wait_for_turn().await;
-            if let Err(e) = self.ironic.set_pxe_boot(&uuid).await {
-                tracing::warn!("failed to set the PXE boot device of node {uuid}: {e}");
-            }
-            if let Err(e) = self.ironic.set_power_state(&uuid, "rebooting").await {
-                return self
-                    .fail(
-                        id,
-                        format!(
-                            "Failed to power on node {uuid}, check it's power management configuration:\n{e}"
-                        ),
-                    )
-                    .await;
-            }
+        if reboot && let Err(e) = self.ironic.set_power_state(&uuid, "rebooting").await {
+            return self
+                .fail(
+                    id,
+                    format!(
+                        "Failed to power on node {uuid}, check it's power management configuration:\n{e}"
+                    ),
+                )
+                .await;
         }
         // Only now may a report be processed: the reboot was sent.
         match self

@@ -18,7 +18,7 @@ impl Introspector {
                 let span = tracing::info_span!("introspect", node = %node);
                 self.tasks.spawn(
                     "take_over_start",
-                    async move { this.reboot_into_ramdisk(node, false).await }.instrument(span),
+                    async move { this.reboot_into_ramdisk(node).await }.instrument(span),
                 );
                 true
             }

@@ -483,9 +483,12 @@ mod tests {
         let node = serde_json::json!({"extra": {"newly_discovered": "true"}, "properties": {"cpus": "4"}});
         let done = [
             PatchOp::add("/extra/newly_discovered", "true"),
+            PatchOp::add("/extra/on_discovery", "true"),
             PatchOp::remove("/extra/on_discovery"),
         ];
         assert!(patch_applied(&node, &done));
+        let marked = serde_json::json!({"extra": {"newly_discovered": "true", "on_discovery": "true"}});
+        assert!(!patch_applied(&marked, &done));
         assert!(!patch_applied(&node, &[PatchOp::remove("/properties/cpus")]));
         assert!(!patch_applied(&node, &[PatchOp::add("/properties/cpus", "8")]));
         assert!(patch_repeatable(&done));

@@ -9,14 +9,15 @@
 //! saves that wait and a `GET` of the node per introspection; whether the
 //! power-off itself worked is Ironic's to record (`last_error`), as for
 //! every power action it carries out. 1.0's failure semantics stay: a node
-//! whose run fails keeps `extra.on_discovery` (put back when the power-off
-//! is refused after the PATCH), and the error names the call and why.
+//! whose run fails gets `extra.on_discovery` ([`crate::introspection::mark`],
+//! also when the power-off is refused after the PATCH), and the error names
+//! the call and why.
 //!
 //! Waiting for new IPMI credentials polls power validation with a growing
 //! back-off ([`crate::backoff`]).
 
 use crate::domain::{NodeId, Timestamp};
-use crate::introspection::{Outcome, manages_boot};
+use crate::introspection::{Outcome, manages_boot, mark};
 use crate::ironic::PatchOp;
 
 use super::Processor;
@@ -60,8 +61,7 @@ impl Processor {
     pub(super) async fn finish(&self, id: NodeId, node_ops: Vec<PatchOp>) {
         let uuid = id.to_string();
         let mut ops = node_ops;
-        ops.push(PatchOp::add("/extra/newly_discovered", "true"));
-        ops.push(PatchOp::remove("/extra/on_discovery"));
+        ops.extend(mark::finishing_ops());
         if let Err(e) = self.ironic.patch_node(&uuid, &ops).await {
             // 1.0 let the task die and the node time out; say why instead.
             let msg = format!(
@@ -82,11 +82,6 @@ impl Processor {
             Err(_) => true,
         };
         if manage_boot && let Err(e) = self.ironic.set_power_state(&uuid, "power off").await {
-            // The run failed: the node keeps the mark 1.0 leaves on it.
-            let mark = [PatchOp::add("/extra/on_discovery", "true")];
-            if let Err(p) = self.ironic.patch_node(&uuid, &mark).await {
-                tracing::warn!("could not put extra.on_discovery back on the failed node: {p}");
-            }
             let msg =
                 format!("Failed to power off node {uuid}, check it's power management configuration: {e}");
             return self.fail(id, msg).await;

@@ -52,12 +52,10 @@ impl Processor {
                         }
                     }
                 };
-                if this.final_patch_sent(id).await {
-                    tracing::info!(
-                        "the daemon that stopped had sent the final update: powering off and ending"
-                    );
-                    this.power_off_and_end(id).await;
-                } else if awaiting {
+                // The final PATCH is safe to repeat (`mark::finishing_ops`):
+                // sent again whether or not the daemon that stopped got it
+                // to Ironic.
+                if awaiting {
                     this.wait_for_power_management(id, node_ops).await;
                 } else {
                     this.finish(id, node_ops).await;
@@ -65,20 +63,5 @@ impl Processor {
             }
             .instrument(span),
         );
-    }
-
-    /// Whether the final PATCH of a taken-over node already reached
-    /// Ironic: the start's `extra.on_discovery` mark is gone (that PATCH
-    /// removes it with the hooks' changes, atomically). The holder may
-    /// have died after Ironic applied it but before recording the end;
-    /// sending it again would fail (the mark cannot be removed twice).
-    async fn final_patch_sent(&self, id: NodeId) -> bool {
-        match self.ironic.get_node(&id.to_string()).await {
-            Ok(n) => !n.extra.contains_key("on_discovery"),
-            Err(e) => {
-                tracing::debug!("cannot read the node, carrying the step on: {e}");
-                false
-            }
-        }
     }
 }

@@ -102,14 +102,19 @@ pub(super) fn error_message(body: &[u8]) -> String {
 }
 
 /// Whether `resource` already shows every operation of a patch (the
-/// check after a replayed PATCH was refused).
+/// check after a replayed PATCH was refused). Only the last operation on
+/// a path shows (an add then a remove of the same path leaves nothing).
 pub(super) fn patch_applied(resource: &Value, ops: &[PatchOp]) -> bool {
-    ops.iter().all(|op| match op {
-        PatchOp::Add { path, value } | PatchOp::Replace { path, value } => {
-            resource.pointer(path) == Some(value)
-        }
-        PatchOp::Remove { path } => resource.pointer(path).is_none(),
-    })
+    let last = |i: usize, op: &PatchOp| ops[i + 1..].iter().all(|later| later.path() != op.path());
+    ops.iter()
+        .enumerate()
+        .filter(|(i, op)| last(*i, op))
+        .all(|(_, op)| match op {
+            PatchOp::Add { path, value } | PatchOp::Replace { path, value } => {
+                resource.pointer(path) == Some(value)
+            }
+            PatchOp::Remove { path } => resource.pointer(path).is_none(),
+        })
 }
 
 /// A patch is safe to repeat unless it appends to an array (`/-`).
