@@ -49,8 +49,18 @@ impl Default for HookOptions {
 }
 
 /// The inspector's `DEFAULT_CPU_FLAGS_MAPPING`, in its order.
+pub const DEFAULT_CPU_FLAGS: [(&str, &str); 6] = [
+    ("vmx", "cpu_vt"),
+    ("svm", "cpu_vt"),
+    ("aes", "cpu_aes"),
+    ("pse", "cpu_hugepages"),
+    ("pdpe1gb", "cpu_hugepages_1g"),
+    ("smx", "cpu_txt"),
+];
+
+/// [`DEFAULT_CPU_FLAGS`] as owned pairs.
 pub fn default_cpu_flags() -> Vec<(String, String)> {
-    crate::hooks::DEFAULT_CPU_FLAGS
+    DEFAULT_CPU_FLAGS
         .iter()
         .map(|(f, c)| ((*f).to_owned(), (*c).to_owned()))
         .collect()

@@ -15,16 +15,6 @@ use serde_json::Value;
 use super::{HookContext, HookError, HookPatches, ProcessingHook};
 use crate::ironic::PatchOp;
 
-/// The inspector's `DEFAULT_CPU_FLAGS_MAPPING`, in its order.
-pub const DEFAULT_CPU_FLAGS: [(&str, &str); 6] = [
-    ("vmx", "cpu_vt"),
-    ("svm", "cpu_vt"),
-    ("aes", "cpu_aes"),
-    ("pse", "cpu_hugepages"),
-    ("pdpe1gb", "cpu_hugepages_1g"),
-    ("smx", "cpu_txt"),
-];
-
 #[derive(Debug)]
 pub(super) struct Capabilities {
     pub boot_mode: bool,

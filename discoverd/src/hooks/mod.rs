@@ -32,8 +32,6 @@ use crate::ironic::{Node, PatchOp, Port};
 use crate::processing::payload::Data;
 use port_options::{AddPorts, KeepPorts, PortPolicy};
 
-pub use capabilities::DEFAULT_CPU_FLAGS;
-
 /// A hook's refusal; the message is what the ramdisk and status show.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -112,10 +110,7 @@ impl Default for HookSettings {
             pci_aliases: Vec::new(),
             cidr_map: Vec::new(),
             boot_mode: false,
-            cpu_flags: DEFAULT_CPU_FLAGS
-                .iter()
-                .map(|(f, c)| ((*f).to_owned(), (*c).to_owned()))
-                .collect(),
+            cpu_flags: crate::config::processing::default_cpu_flags(),
             extra_hardware_strict: false,
             root_disk_selection: false,
         }

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use super::action::{Effects, push, set};
+use super::effects::{Effects, push, set};
 use super::format::py_str;
 use crate::ironic::PatchOp;
 

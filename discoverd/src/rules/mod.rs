@@ -11,12 +11,14 @@ mod action;
 mod book;
 mod capabilities;
 mod condition;
+mod effects;
 mod format;
 mod path;
 
-pub use action::{Action, ActionError, Effects, patched};
+pub use action::{Action, ActionError};
 pub use book::{RuleBook, RuleBookError};
 pub use condition::{Condition, Scheme};
+pub use effects::{Effects, patched};
 pub use format::FormatError;
 pub use path::{Path, PathError};
 
