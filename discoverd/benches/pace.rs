@@ -11,8 +11,8 @@
 //! p99; wall time; failed nodes; Ironic CPU seconds; and the requests Ironic
 //! served meanwhile, per node by method and path, parsed from Ironic's API
 //! log (`DISCOVERD_BENCH_IRONIC_LOG`). Both services run one after the
-//! other in the same process, on the same Ironic. Then `wrk` on the status
-//! GET and on `/v1/continue` for an unknown node, for both.
+//! other in the same process, on the same Ironic. Before them, `wrk` on
+//! the status GET and on `/v1/continue` for an unknown node, for both.
 //!
 //! The process helpers are copies of the `api` bench's (benches are single
 //! files here).
@@ -399,6 +399,64 @@ async fn run() {
         "Pace: report posted as soon as the service shows `waiting`; real Ironic 39 at {ironic_url}; load average at start {}\n",
         loadavg()
     );
+    // Status GET and unknown-node continue, both services, first: after
+    // its 200-node run the inspector stopped answering wrk (three runs).
+    let unknown = serde_json::to_string(&ipa_payload("52:54:99:00:00:01", "203.0.113.9")).unwrap_or_default();
+    let script = dir.path().join("continue.lua");
+    std::fs::write(
+        &script,
+        format!("wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.body = '{unknown}'\n"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    println!("\n| request | conns | discoverd req/s | p99 | inspector req/s | p99 | ratio |");
+    println!("|---|---|---|---|---|---|---|");
+    // One node per service, started and left `waiting`.
+    let mut status_nodes = Vec::new();
+    for (s, base) in [daemon.base.as_str(), insp.as_str()].into_iter().enumerate() {
+        let u = ironic
+            .enroll(
+                &format!("203.0.113.{}", 200 + s),
+                &format!("52:f1:{tag:02x}:00:00:{s:02x}"),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let _ = http.post(format!("{base}/v1/introspection/{u}")).send().await;
+        status_nodes.push(u);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for (name, path, script, conns) in [
+        ("`GET /v1/introspection/<uuid>`", String::new(), None, 32),
+        (
+            "`POST /v1/continue`, unknown node",
+            "/v1/continue".to_owned(),
+            Some(script.as_path()),
+            1,
+        ),
+        (
+            "`POST /v1/continue`, unknown node",
+            "/v1/continue".to_owned(),
+            Some(script.as_path()),
+            32,
+        ),
+    ] {
+        // An empty path: the status GET of each service's own node.
+        let [p_ours, p_theirs] = if path.is_empty() {
+            [0, 1].map(|s| format!("/v1/introspection/{}", status_nodes[s]))
+        } else {
+            [path.clone(), path.clone()]
+        };
+        let ours = tokio::task::block_in_place(|| wrk(&format!("{}{p_ours}", daemon.base), conns, script));
+        let theirs = tokio::task::block_in_place(|| wrk(&format!("{insp}{p_theirs}"), conns, script));
+        println!(
+            "| {name} | {conns} | {:.0} | {} | {:.0} | {} | **{:.1}×** |",
+            ours.0,
+            ours.1,
+            theirs.0,
+            theirs.1,
+            ours.0 / theirs.0
+        );
+    }
+    println!();
     println!(
         "| nodes | service | per node p50 | p99 | wall | failed | Ironic CPU | Ironic requests per node | of which PATCH | load avg after |"
     );
@@ -466,62 +524,6 @@ async fn run() {
                 println!("  - failed {c} × {e}");
             }
         }
-    }
-    // Status GET and unknown-node continue, both services.
-    let unknown = serde_json::to_string(&ipa_payload("52:54:99:00:00:01", "203.0.113.9")).unwrap_or_default();
-    let script = dir.path().join("continue.lua");
-    std::fs::write(
-        &script,
-        format!("wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.body = '{unknown}'\n"),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    println!("\n| request | conns | discoverd req/s | p99 | inspector req/s | p99 | ratio |");
-    println!("|---|---|---|---|---|---|---|");
-    // One node per service, started and left `waiting`.
-    let mut status_nodes = Vec::new();
-    for (s, base) in [daemon.base.as_str(), insp.as_str()].into_iter().enumerate() {
-        let u = ironic
-            .enroll(
-                &format!("203.0.113.{}", 200 + s),
-                &format!("52:f1:{tag:02x}:00:00:{s:02x}"),
-            )
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let _ = http.post(format!("{base}/v1/introspection/{u}")).send().await;
-        status_nodes.push(u);
-    }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    for (name, path, script, conns) in [
-        ("`GET /v1/introspection/<uuid>`", String::new(), None, 32),
-        (
-            "`POST /v1/continue`, unknown node",
-            "/v1/continue".to_owned(),
-            Some(script.as_path()),
-            1,
-        ),
-        (
-            "`POST /v1/continue`, unknown node",
-            "/v1/continue".to_owned(),
-            Some(script.as_path()),
-            32,
-        ),
-    ] {
-        // An empty path: the status GET of each service's own node.
-        let [p_ours, p_theirs] = if path.is_empty() {
-            [0, 1].map(|s| format!("/v1/introspection/{}", status_nodes[s]))
-        } else {
-            [path.clone(), path.clone()]
-        };
-        let ours = tokio::task::block_in_place(|| wrk(&format!("{}{p_ours}", daemon.base), conns, script));
-        let theirs = tokio::task::block_in_place(|| wrk(&format!("{insp}{p_theirs}"), conns, script));
-        println!(
-            "| {name} | {conns} | {:.0} | {} | {:.0} | {} | **{:.1}×** |",
-            ours.0,
-            ours.1,
-            theirs.0,
-            theirs.1,
-            ours.0 / theirs.0
-        );
     }
     println!("\nload average at the end: {}", loadavg());
 }
