@@ -89,8 +89,9 @@ pub fn firewall_settings(config: &Config) -> FirewallSettings {
     FirewallSettings {
         enabled: config.manage_firewall,
         socket: config.firewall_helper_socket.clone(),
-        // Auto-discovery lets unknown MACs through in allow mode too.
-        mode: crate::firewall::effective_mode(config.firewall_mode, config.discovery.is_some()),
+        mode: config.firewall_mode,
+        // Auto-discovery lets unknown MACs through in any mode, always.
+        discovery: config.discovery.is_some(),
         interfaces: config.dnsmasq_interface.clone(),
         request_timeout: Duration::from_secs(30),
     }

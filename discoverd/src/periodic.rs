@@ -105,8 +105,9 @@ pub async fn sync_firewall(lifecycle: &Lifecycle, ironic: &IronicClient, on_sync
             return;
         }
     };
-    let active = match lifecycle.store().active_macs().await {
-        Ok(a) => a.iter().map(ToString::to_string).collect(),
+    let store = lifecycle.store();
+    let (active, introspections) = match tokio::try_join!(store.active_macs(), store.count_active()) {
+        Ok((a, n)) => (a.iter().map(ToString::to_string).collect(), n),
         Err(e) => {
             tracing::warn!("cannot read the node store, keeping the current filter: {e}");
             return;
@@ -114,7 +115,7 @@ pub async fn sync_firewall(lifecycle: &Lifecycle, ironic: &IronicClient, on_sync
     };
     let macs: Vec<String> = ports.into_iter().map(|p| p.address).collect();
     let start = Instant::now();
-    let result = lifecycle.firewall().sync(&macs, &active).await;
+    let result = lifecycle.firewall().sync(&macs, &active, introspections).await;
     on_sync(start.elapsed());
     match result {
         Ok(o) => tracing::debug!(macs = o.mac_count, "firewall synced"),

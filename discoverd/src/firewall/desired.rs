@@ -1,5 +1,6 @@
-//! The filter's desired MACs: a pure function of Ironic's port MACs, the
-//! MACs under introspection and the mode.
+//! The filter's plan and desired MACs: pure functions of the configured
+//! mode, auto-discovery, the number of running introspections, Ironic's
+//! port MACs and the MACs under introspection.
 
 use std::collections::{BTreeSet, HashSet};
 
@@ -26,32 +27,59 @@ fn parse_all<'a>(macs: impl IntoIterator<Item = &'a String>, skipped: &mut Vec<S
     out
 }
 
-/// The mode the filter runs in. Auto-discovery (`node_not_found_hook`
-/// set) needs unknown machines to boot the ramdisk, so `allow` becomes
-/// `deny` then: unknown MACs pass, MACs Ironic knows and that are not
-/// being introspected stay out (ironic-inspector's
-/// `_should_enable_unknown_hosts`: unknown hosts are let through while the
-/// hook is set).
-pub fn effective_mode(configured: FilterMode, discovery: bool) -> FilterMode {
-    if discovery { FilterMode::Deny } else { configured }
+/// What the filter does, from the configured mode, auto-discovery and
+/// whether any introspection is running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plan {
+    /// Unknown MACs pass; MACs Ironic knows and that are not being
+    /// introspected are dropped (the set holds those).
+    Deny,
+    /// Only MACs under introspection pass (the set holds those).
+    Allow,
+    /// No DHCP passes: deny mode with nothing that needs it. Sent to the
+    /// helper as allow mode with an empty set.
+    Closed,
 }
 
-/// Pure: the MACs the filter's set must hold. Deny mode: every Ironic
-/// port's MAC except those under introspection (discoverd 1.0, §7).
-/// Allow mode: exactly the MACs under introspection.
-pub fn desired_macs(
-    mode: FilterMode,
-    ironic_port_macs: &[String],
-    active_macs: &HashSet<String>,
-) -> DesiredMacs {
+impl Plan {
+    /// The mode the helper is told.
+    pub fn wire_mode(self) -> FilterMode {
+        match self {
+            Plan::Deny => FilterMode::Deny,
+            Plan::Allow | Plan::Closed => FilterMode::Allow,
+        }
+    }
+}
+
+/// The filter's plan (ironic-inspector's `_should_enable_dhcp` and
+/// `_should_enable_unknown_hosts`). Auto-discovery (`node_not_found_hook`
+/// set) needs unknown machines to boot the ramdisk at any time, so it
+/// makes any mode `Deny`. Without it, deny mode lets unknown MACs through
+/// only while at least one introspection runs (a node enrolled without
+/// ports boots with a MAC nobody knows yet), and drops all DHCP
+/// otherwise; allow mode is unchanged.
+pub fn plan(configured: FilterMode, discovery: bool, introspections: u64) -> Plan {
+    match configured {
+        _ if discovery => Plan::Deny,
+        FilterMode::Allow => Plan::Allow,
+        FilterMode::Deny if introspections > 0 => Plan::Deny,
+        FilterMode::Deny => Plan::Closed,
+    }
+}
+
+/// Pure: the MACs the filter's set must hold. Deny: every Ironic port's
+/// MAC except those under introspection (discoverd 1.0, §7). Allow:
+/// exactly the MACs under introspection. Closed: none.
+pub fn desired_macs(plan: Plan, ironic_port_macs: &[String], active_macs: &HashSet<String>) -> DesiredMacs {
     let mut skipped = Vec::new();
     let active = parse_all(active_macs.iter(), &mut skipped);
-    let macs = match mode {
-        FilterMode::Deny => {
+    let macs = match plan {
+        Plan::Deny => {
             let ironic = parse_all(ironic_port_macs.iter(), &mut skipped);
             ironic.difference(&active).copied().collect()
         }
-        FilterMode::Allow => active.into_iter().collect(),
+        Plan::Allow => active.into_iter().collect(),
+        Plan::Closed => Vec::new(),
     };
     skipped.sort();
     skipped.dedup();
@@ -77,46 +105,83 @@ mod tests {
         ]);
         let active: HashSet<String> =
             ["52:54:00:00:00:02".to_owned(), "52:54:00:00:00:03".to_uppercase()].into();
-        let d = desired_macs(FilterMode::Deny, &ironic, &active);
+        let d = desired_macs(Plan::Deny, &ironic, &active);
         assert_eq!(d.macs, vec![MacAddr::new([0x52, 0x54, 0, 0, 0, 1])]);
         assert_eq!(d.skipped, s(&["01:00:5e:00:00:01", "not-a-mac"]));
-        let a = desired_macs(FilterMode::Allow, &ironic, &active);
+        let a = desired_macs(Plan::Allow, &ironic, &active);
         assert_eq!(a.macs.len(), 2);
     }
 
-    /// Whether the filter drops DHCP from `mac` in `mode` with `set`.
-    fn dropped(mode: FilterMode, set: &DesiredMacs, mac: MacAddr) -> bool {
-        match mode {
+    /// Whether the filter drops DHCP from `mac` with `plan` and `set`, as
+    /// the helper applies the wire mode.
+    fn dropped(plan: Plan, set: &DesiredMacs, mac: MacAddr) -> bool {
+        match plan.wire_mode() {
             FilterMode::Deny => set.macs.contains(&mac),
             FilterMode::Allow => !set.macs.contains(&mac),
         }
     }
 
-    #[test]
-    fn discovery_lets_unknown_macs_through_in_allow_mode_too() {
-        let known = MacAddr::new([0x52, 0x54, 0, 0, 0, 1]);
-        let active = MacAddr::new([0x52, 0x54, 0, 0, 0, 2]);
-        let unknown = MacAddr::new([0x52, 0x54, 0, 0, 0, 9]);
+    const KNOWN: MacAddr = MacAddr::new([0x52, 0x54, 0, 0, 0, 1]);
+    const ACTIVE: MacAddr = MacAddr::new([0x52, 0x54, 0, 0, 0, 2]);
+    const UNKNOWN: MacAddr = MacAddr::new([0x52, 0x54, 0, 0, 0, 9]);
+
+    /// (unknown dropped, introspected dropped, known idle dropped) for a
+    /// configured mode, discovery and count of running introspections.
+    fn outcome(configured: FilterMode, discovery: bool, running: u64) -> (bool, bool, bool) {
         let ironic = s(&["52:54:00:00:00:01", "52:54:00:00:00:02"]);
-        let under: HashSet<String> = ["52:54:00:00:00:02".to_owned()].into();
+        let under: HashSet<String> = if running > 0 {
+            ["52:54:00:00:00:02".to_owned()].into()
+        } else {
+            HashSet::new()
+        };
+        let p = plan(configured, discovery, running);
+        let set = desired_macs(p, &ironic, &under);
+        (
+            dropped(p, &set, UNKNOWN),
+            dropped(p, &set, ACTIVE),
+            dropped(p, &set, KNOWN),
+        )
+    }
+
+    #[test]
+    fn discovery_lets_unknown_macs_through_in_any_mode_at_any_time() {
         for configured in [FilterMode::Allow, FilterMode::Deny] {
-            let mode = effective_mode(configured, true);
-            let set = desired_macs(mode, &ironic, &under);
-            assert!(!dropped(mode, &set, unknown), "{configured:?}: unknown MACs pass");
-            assert!(
-                !dropped(mode, &set, active),
-                "{configured:?}: introspected MACs pass"
+            assert_eq!(plan(configured, true, 0), Plan::Deny);
+            assert_eq!(plan(configured, true, 3), Plan::Deny);
+            // Unknown passes, introspected passes, known idle dropped.
+            assert_eq!(
+                outcome(configured, true, 1),
+                (false, false, true),
+                "{configured:?}"
             );
-            assert!(
-                dropped(mode, &set, known),
-                "{configured:?}: known idle MACs stay out"
-            );
+            // With nothing running, unknown still passes; known stays out.
+            let (unknown, _, known) = outcome(configured, true, 0);
+            assert!(!unknown && known, "{configured:?}");
         }
-        // Without discovery, allow mode keeps unknown MACs out.
-        let mode = effective_mode(FilterMode::Allow, false);
-        let set = desired_macs(mode, &ironic, &under);
-        assert!(dropped(mode, &set, unknown));
-        assert!(!dropped(mode, &set, active));
-        assert_eq!(effective_mode(FilterMode::Deny, false), FilterMode::Deny);
+    }
+
+    #[test]
+    fn deny_mode_without_discovery_opens_only_while_an_introspection_runs() {
+        assert_eq!(plan(FilterMode::Deny, false, 1), Plan::Deny);
+        assert_eq!(plan(FilterMode::Deny, false, 7), Plan::Deny);
+        assert_eq!(outcome(FilterMode::Deny, false, 1), (false, false, true));
+        // Nothing running: closed, every MAC dropped.
+        assert_eq!(plan(FilterMode::Deny, false, 0), Plan::Closed);
+        assert_eq!(outcome(FilterMode::Deny, false, 0), (true, true, true));
+        assert_eq!(Plan::Closed.wire_mode(), FilterMode::Allow);
+        let set = desired_macs(
+            Plan::Closed,
+            &s(&["52:54:00:00:00:01"]),
+            &["52:54:00:00:00:02".to_owned()].into(),
+        );
+        assert!(set.macs.is_empty());
+    }
+
+    #[test]
+    fn allow_mode_without_discovery_passes_only_introspected_macs() {
+        assert_eq!(plan(FilterMode::Allow, false, 0), Plan::Allow);
+        assert_eq!(plan(FilterMode::Allow, false, 2), Plan::Allow);
+        assert_eq!(outcome(FilterMode::Allow, false, 1), (true, false, true));
+        assert_eq!(outcome(FilterMode::Allow, false, 0), (true, true, true));
     }
 }

@@ -1,15 +1,18 @@
 //! The DHCP filter's desired state, and keeping the helper in step with it.
 //!
 //! The daemon computes *what* the filter must hold with a pure function of
-//! (Ironic's port MACs, MACs under introspection, mode) and sends it to
-//! `ironic-discoverd-fw-helper`, which owns the kernel. Full syncs happen
-//! at startup and on every periodic tick; introspection start and finish
-//! send incremental changes. When the helper is away the daemon keeps
+//! (Ironic's port MACs, MACs under introspection, how many introspections
+//! run, mode, auto-discovery) and sends it to `ironic-discoverd-fw-helper`,
+//! which owns the kernel. Full syncs happen at startup and on every
+//! periodic tick; introspection start and finish send incremental changes,
+//! or a full sync when the plan changes (deny mode opening for unknown MACs
+//! at the first running introspection, closing after the last). When the helper is away the daemon keeps
 //! working, remembers that the filter is stale, and a reconnector resends
 //! the full state as soon as the helper answers again. When Ironic cannot
 //! be read, the last good state stays.
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -20,7 +23,7 @@ use tokio::net::UnixStream;
 
 mod desired;
 
-pub use desired::{DesiredMacs, desired_macs, effective_mode};
+pub use desired::{DesiredMacs, Plan, desired_macs, plan};
 
 /// How often the reconnector checks for a stale filter.
 const RECONNECT_POLL: Duration = Duration::from_millis(250);
@@ -31,7 +34,11 @@ pub struct FirewallSettings {
     /// `manage_firewall`; when false every call is a no-op.
     pub enabled: bool,
     pub socket: PathBuf,
+    /// `firewall_mode` as configured.
     pub mode: FilterMode,
+    /// Auto-discovery is on (`node_not_found_hook` set): unknown MACs
+    /// always pass.
+    pub discovery: bool,
     pub interfaces: Vec<InterfaceName>,
     pub request_timeout: Duration,
 }
@@ -74,7 +81,55 @@ struct Desired {
     /// Ironic's port MACs from the last successful listing; `None` until then.
     ironic: Option<Vec<String>>,
     active: HashSet<String>,
+    /// How many introspections run (nodes not finished, with or without
+    /// MACs), as the store last said.
+    introspections: u64,
+    /// The plan of the state last computed; `None` before the first.
+    plan: Option<Plan>,
     status: FirewallStatus,
+}
+
+impl Desired {
+    /// Records the new count and returns the plan, logging when unknown
+    /// MACs start or stop passing (and why).
+    fn replan(&mut self, settings: &FirewallSettings, introspections: u64) -> Plan {
+        let before = self.plan;
+        self.introspections = introspections;
+        let now = plan(settings.mode, settings.discovery, introspections);
+        self.plan = Some(now);
+        if before == Some(now) {
+            return now;
+        }
+        match (before, now) {
+            (_, Plan::Deny) if settings.discovery => {
+                tracing::info!("DHCP filter open for unknown MACs: discovery is on (node_not_found_hook)");
+            }
+            (Some(Plan::Closed), Plan::Deny) => {
+                tracing::info!(
+                    introspections,
+                    "DHCP filter open for unknown MACs: an introspection started"
+                );
+            }
+            (_, Plan::Deny) => {
+                tracing::info!(
+                    introspections,
+                    "DHCP filter open for unknown MACs: introspections are running"
+                );
+            }
+            (Some(_), Plan::Closed) => {
+                tracing::info!(
+                    "DHCP filter closed: the last introspection ended, no DHCP passes until the next starts"
+                );
+            }
+            (None, Plan::Closed) => {
+                tracing::info!(
+                    "DHCP filter closed: no introspection is running, no DHCP passes until one starts"
+                );
+            }
+            (_, Plan::Allow) => {}
+        }
+        now
+    }
 }
 
 #[derive(Debug)]
@@ -87,6 +142,10 @@ struct Conn {
 struct Inner {
     settings: FirewallSettings,
     desired: Mutex<Desired>,
+    /// Start and finish read the number of running introspections and
+    /// apply it one at a time, so that the last applied count is the
+    /// newest.
+    gate: tokio::sync::Mutex<()>,
     /// One request at a time on one connection.
     conn: tokio::sync::Mutex<Option<Conn>>,
 }
@@ -110,6 +169,7 @@ impl Firewall {
                     status,
                     ..Desired::default()
                 }),
+                gate: tokio::sync::Mutex::new(()),
                 conn: tokio::sync::Mutex::new(None),
             }),
         }
@@ -128,6 +188,11 @@ impl Firewall {
 
     pub fn mode(&self) -> FilterMode {
         self.inner.settings.mode
+    }
+
+    /// The plan the filter follows now; `None` before the first sync.
+    pub fn plan(&self) -> Option<Plan> {
+        self.desired().plan
     }
 
     /// Records a failure: the kernel may now differ from the desired state.
@@ -192,11 +257,12 @@ impl Firewall {
     fn full_state(&self) -> Option<(FilterState, Vec<String>)> {
         let d = self.desired();
         let ironic = d.ironic.as_ref()?;
-        let want = desired_macs(self.inner.settings.mode, ironic, &d.active);
+        let plan = d.plan?;
+        let want = desired_macs(plan, ironic, &d.active);
         Some((
             FilterState {
                 interfaces: self.inner.settings.interfaces.clone(),
-                mode: self.inner.settings.mode,
+                mode: plan.wire_mode(),
                 macs: want.macs,
             },
             want.skipped,
@@ -230,12 +296,13 @@ impl Firewall {
         .inspect_err(|e| self.failed(e))
     }
 
-    /// Recomputes the whole state from Ironic's ports and the active MACs
-    /// and sends it as one full sync.
+    /// Recomputes the whole state from Ironic's ports, the active MACs and
+    /// the number of running introspections, and sends it as one full sync.
     pub async fn sync(
         &self,
         ironic_port_macs: &[String],
         active_macs: &HashSet<String>,
+        introspections: u64,
     ) -> Result<SyncOutcome, FirewallError> {
         if !self.inner.settings.enabled {
             return Ok(SyncOutcome {
@@ -247,6 +314,7 @@ impl Firewall {
             let mut d = self.desired();
             d.ironic = Some(ironic_port_macs.to_vec());
             d.active = active_macs.clone();
+            d.replan(&self.inner.settings, introspections);
         }
         let outcome = self.send_full().await?;
         if !outcome.skipped.is_empty() {
@@ -286,44 +354,80 @@ impl Firewall {
             .collect()
     }
 
-    /// A node's MACs came under introspection: let its DHCP through.
-    pub async fn introspection_started(&self, macs: &[String]) -> Result<(), FirewallError> {
-        if !self.inner.settings.enabled || macs.is_empty() {
+    /// A node came under introspection (`macs` may be empty: a node
+    /// enrolled without ports): let its DHCP through. `introspections`
+    /// reads how many run now, this one included (`None` when it cannot be
+    /// read: at least this one is assumed). Deny mode opens for unknown
+    /// MACs with the first: a full sync then, an incremental change
+    /// otherwise.
+    pub async fn introspection_started(
+        &self,
+        macs: &[String],
+        introspections: impl Future<Output = Option<u64>>,
+    ) -> Result<(), FirewallError> {
+        if !self.inner.settings.enabled {
             return Ok(());
         }
-        self.desired().active.extend(macs.iter().cloned());
+        let _gate = self.inner.gate.lock().await;
+        let count = introspections.await;
+        let (before, now) = {
+            let mut d = self.desired();
+            d.active.extend(macs.iter().cloned());
+            let before = d.plan;
+            let count = count.unwrap_or(d.introspections.max(1));
+            (before, d.replan(&self.inner.settings, count))
+        };
         let parsed = Self::parse_macs(macs);
-        let body = match self.inner.settings.mode {
-            FilterMode::Deny => RequestBody::Remove { macs: parsed },
-            FilterMode::Allow => RequestBody::Add { macs: parsed },
+        let body = match now {
+            _ if before != Some(now) => return self.send_full().await.map(drop),
+            _ if parsed.is_empty() => return Ok(()),
+            Plan::Deny => RequestBody::Remove { macs: parsed },
+            Plan::Allow => RequestBody::Add { macs: parsed },
+            Plan::Closed => return Ok(()),
         };
         self.incremental(body).await
     }
 
     /// A node's introspection ended: filter its DHCP again (deny mode
     /// only for MACs Ironic knows, as a full sync would compute).
-    pub async fn introspection_finished(&self, macs: &[String]) -> Result<(), FirewallError> {
-        if !self.inner.settings.enabled || macs.is_empty() {
+    /// `introspections` reads how many still run (`None` when it cannot be
+    /// read: the plan stays, the next periodic sync corrects it). Deny
+    /// mode closes after the last: a full sync then.
+    pub async fn introspection_finished(
+        &self,
+        macs: &[String],
+        introspections: impl Future<Output = Option<u64>>,
+    ) -> Result<(), FirewallError> {
+        if !self.inner.settings.enabled {
             return Ok(());
         }
-        let known: Option<HashSet<MacAddr>> = {
+        let _gate = self.inner.gate.lock().await;
+        let count = introspections.await;
+        let (before, now, known) = {
             let mut d = self.desired();
             for m in macs {
                 d.active.remove(m);
             }
-            d.ironic
+            let known: Option<HashSet<MacAddr>> = d
+                .ironic
                 .as_ref()
-                .map(|i| Self::parse_macs(i).into_iter().collect())
+                .map(|i| Self::parse_macs(i).into_iter().collect());
+            let before = d.plan;
+            let count = count.unwrap_or(d.introspections);
+            (before, d.replan(&self.inner.settings, count), known)
         };
         let parsed = Self::parse_macs(macs);
-        let body = match self.inner.settings.mode {
-            FilterMode::Deny => RequestBody::Add {
+        let body = match now {
+            _ if before != Some(now) => return self.send_full().await.map(drop),
+            _ if parsed.is_empty() => return Ok(()),
+            Plan::Deny => RequestBody::Add {
                 macs: parsed
                     .into_iter()
                     .filter(|m| known.as_ref().is_some_and(|k| k.contains(m)))
                     .collect(),
             },
-            FilterMode::Allow => RequestBody::Remove { macs: parsed },
+            Plan::Allow => RequestBody::Remove { macs: parsed },
+            Plan::Closed => return Ok(()),
         };
         self.incremental(body).await
     }

@@ -184,6 +184,16 @@ impl Lifecycle {
         }
     }
 
+    /// How many introspections run now, for the firewall's plan; `None`
+    /// (logged) when the store cannot say.
+    pub async fn introspections(&self) -> Option<u64> {
+        self.store
+            .count_active()
+            .await
+            .inspect_err(|e| tracing::warn!("cannot count running introspections for the firewall: {e}"))
+            .ok()
+    }
+
     /// [`Lifecycle::advance`] for background flows: a failing database is
     /// retried for [`STORE_RETRY`] (a lost compare-and-swap is not).
     pub async fn advance_durably(
@@ -226,7 +236,11 @@ impl Lifecycle {
             Outcome::Aborted => tracing::info!(node = %node, "introspection aborted"),
         }
         let macs: Vec<String> = ended.macs.iter().map(ToString::to_string).collect();
-        if let Err(e) = self.firewall.introspection_finished(&macs).await {
+        if let Err(e) = self
+            .firewall
+            .introspection_finished(&macs, self.introspections())
+            .await
+        {
             tracing::warn!(node = %node, "firewall not updated (the reconnector will resync): {e}");
         }
         self.publish(&ended.status, Some(from));

@@ -309,12 +309,14 @@ impl Introspector {
         if let Err(e) = self.lifecycle.durably(|| store.add_macs(id, &macs)).await {
             return self.fail(id, e.to_string()).await;
         }
-        // The node's DHCP must get through before it reboots.
+        // The node's DHCP must get through before it reboots (in deny mode
+        // also when it has no ports: the first running introspection opens
+        // the filter for unknown MACs).
         let mac_strings: Vec<String> = macs.iter().map(ToString::to_string).collect();
         if let Err(e) = self
             .lifecycle
             .firewall()
-            .introspection_started(&mac_strings)
+            .introspection_started(&mac_strings, self.lifecycle.introspections())
             .await
         {
             tracing::warn!("firewall not updated yet (the reconnector will resync): {e}");

@@ -1,5 +1,6 @@
-//! LISTEN/NOTIFY: every write that changes the active MACs (a node's
-//! MACs added, an ending) sends `NOTIFY discoverd_macs` in its
+//! LISTEN/NOTIFY: every write that changes the active MACs or the number
+//! of running introspections (a node's MACs added, even none; an ending)
+//! sends `NOTIFY discoverd_macs` in its
 //! transaction (delivered at commit); each store keeps one connection
 //! listening and bumps a counter, so that every daemon's firewall sync
 //! runs soon after a start on another daemon, not at its next period.

@@ -315,9 +315,8 @@ impl NodeStore for PostgresStore {
         tx.execute("DELETE FROM options WHERE uuid = $1", &[id])
             .await
             .map_err(&err)?;
-        if !macs.is_empty() {
-            notify(&tx, loc).await?;
-        }
+        // Even without MACs: one introspection fewer may close the filter.
+        notify(&tx, loc).await?;
         tx.commit().await.map_err(err)?;
         let mut status = actual.ok_or(StoreError::NotFound(node))?;
         status.state = state;
