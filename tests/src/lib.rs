@@ -130,6 +130,20 @@ impl Netns {
         ))
     }
 
+    /// The name of the table's set: `denied` (deny mode) or `allowed`
+    /// (allow mode, also deny mode closed while nothing is introspected).
+    pub fn nft_set_name(&self) -> anyhow::Result<Option<String>> {
+        let Some(table) = self.nft_table()? else {
+            return Ok(None);
+        };
+        let items = table["nftables"].as_array().cloned().unwrap_or_default();
+        Ok(items
+            .iter()
+            .find_map(|i| i.get("set"))
+            .and_then(|s| s["name"].as_str())
+            .map(str::to_owned))
+    }
+
     /// The MACs in the table's set (`denied` or `allowed`), sorted.
     ///
     /// Right after a large set was filled the kernel is still growing its

@@ -30,6 +30,13 @@ fn free_port() -> anyhow::Result<u16> {
 impl Stack {
     /// Writes the config (the daemon's `[discoverd]` lines in `extra`
     /// are appended) and starts the helper in `ns`, filtering `iface`.
+    /// Config lines (last in `extra`: they open `[processing]`) that
+    /// turn auto-discovery on. Deny mode then always lets unknown MACs
+    /// through and keeps every known, idle MAC in the deny set; without
+    /// it deny mode drops all DHCP while nothing is introspected, so tests
+    /// of the deny set's contents use it.
+    pub const DENY_OPEN: &'static str = "\n[processing]\nnode_not_found_hook = enroll\n";
+
     pub fn new(ironic_url: &str, ns: &Netns, iface: &str, extra: &str) -> anyhow::Result<Self> {
         Self::with_helper_config(ironic_url, ns, iface, extra, "")
     }

@@ -39,11 +39,16 @@ async fn whole_introspection_with_the_real_helper_and_a_daemon_killed_midway() -
         fake.add_port(uuid, mac);
     }
     let ns = Netns::new("e2e")?;
+    // Auto-discovery on: this test is about the deny set's contents, which
+    // deny mode alone empties (closes) while nothing is introspected.
     let stack = Stack::new(
         &fake.url(),
         &ns,
         "br-e2e",
-        "processing_hooks = ramdisk_error,scheduler,validate_interfaces",
+        &format!(
+            "processing_hooks = ramdisk_error,scheduler,validate_interfaces{}",
+            Stack::DENY_OPEN
+        ),
     )?;
     let set = || ns.nft_set_macs();
     let mut daemon = stack.daemon()?;

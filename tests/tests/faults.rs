@@ -37,7 +37,14 @@ async fn helper_killed_then_back_gets_the_full_state() -> anyhow::Result<()> {
     let fake = fake_with_a_and_b(31).await?;
     let ns = Netns::new("fault")?;
     // A long periodic sync period: the resync must come from the reconnector.
-    let mut stack = Stack::new(&fake.url(), &ns, "br-fault", "firewall_update_period = 300")?;
+    // Auto-discovery on: this test is about the deny set's contents, which
+    // deny mode alone empties (closes) while nothing is introspected.
+    let mut stack = Stack::new(
+        &fake.url(),
+        &ns,
+        "br-fault",
+        &format!("firewall_update_period = 300{}", Stack::DENY_OPEN),
+    )?;
     let _daemon = stack.daemon()?;
     stack.wait_ready().await?;
     let both = sorted(&[MAC_A, MAC_B]);
@@ -81,11 +88,16 @@ async fn ironic_outage_keeps_the_last_filter_and_loses_no_node() -> anyhow::Resu
     fake.add_node(NODE_A, "192.0.2.41");
     fake.add_port(NODE_A, MAC_A);
     let ns = Netns::new("outage")?;
+    // Auto-discovery on: this test is about the deny set's contents, which
+    // deny mode alone empties (closes) while nothing is introspected.
     let stack = Stack::new(
         &fake.url(),
         &ns,
         "br-out",
-        "ironic_conflict_retry_period = 0.05\nironic_timeout = 0.5",
+        &format!(
+            "ironic_conflict_retry_period = 0.05\nironic_timeout = 0.5{}",
+            Stack::DENY_OPEN
+        ),
     )?;
     let daemon = stack.daemon()?;
     stack.wait_ready().await?;
@@ -192,11 +204,16 @@ async fn daemon_killed_with_100_in_flight_keeps_every_status_and_the_filter() ->
         fake.add_port(uuid, mac);
     }
     let ns = Arc::new(Netns::new("kill100")?);
+    // Auto-discovery on: this test is about the deny set's contents, which
+    // deny mode alone empties (closes) while nothing is introspected.
     let stack = Stack::new(
         &fake.url(),
         &ns,
         "br-kill",
-        "timeout = 20\nclean_up_period = 1\nprocessing_hooks = ramdisk_error,scheduler,validate_interfaces",
+        &format!(
+            "timeout = 20\nclean_up_period = 1\nprocessing_hooks = ramdisk_error,scheduler,validate_interfaces{}",
+            Stack::DENY_OPEN
+        ),
     )?;
     let mut daemon = stack.daemon()?;
     stack.wait_ready().await?;

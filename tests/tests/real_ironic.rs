@@ -64,11 +64,16 @@ async fn parallel_introspection_and_dhcp_only_while_introspected() -> anyhow::Re
     for (mac, bmc) in &nodes {
         uuids.push(ironic.enroll(bmc, mac).await?);
     }
+    // Auto-discovery on: this test is about the deny set's contents, which
+    // deny mode alone empties (closes) while nothing is introspected.
     let stack = Stack::new(
         &url,
         &lab.server,
         SERVER_IF,
-        "processing_hooks = ramdisk_error,scheduler,validate_interfaces",
+        &format!(
+            "processing_hooks = ramdisk_error,scheduler,validate_interfaces{}",
+            Stack::DENY_OPEN
+        ),
     )?;
     let _daemon = stack.daemon()?;
     stack.wait_ready().await?;

@@ -124,11 +124,13 @@ async fn deny_mode_through_the_dnsmasq_hostsdir_backend() -> anyhow::Result<()> 
     let nobody = nix::unistd::User::from_name("nobody")?.ok_or_else(|| anyhow::anyhow!("no user nobody"))?;
     nix::unistd::chown(&dir, Some(nobody.uid), Some(nobody.gid))?;
     let lab = DhcpLab::with_dnsmasq_args(&nodes[0].0, &[format!("--dhcp-hostsdir={}", dir.display())])?;
+    // Auto-discovery on: this test is about the deny set's contents, which
+    // deny mode alone empties (closes) while nothing is introspected.
     let stack = Stack::with_helper_config(
         &url,
         &lab.server,
         SERVER_IF,
-        "",
+        Stack::DENY_OPEN,
         &format!("backend = dnsmasq\ndnsmasq_hostsdir = {}", dir.display()),
     )?;
     let _daemon = stack.daemon()?;

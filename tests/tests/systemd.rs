@@ -44,7 +44,9 @@ async fn daemon_is_ready_only_after_the_first_firewall_sync_and_says_stopping() 
     fake.add_node("0b4a3e70-2b2a-4e55-9a8f-5b0d6a0c0a01", "192.0.2.11");
     fake.add_port("0b4a3e70-2b2a-4e55-9a8f-5b0d6a0c0a01", "52:54:00:0a:00:01");
     let ns = Netns::new("notify")?;
-    let mut stack = Stack::new(&fake.url(), &ns, "br-notify", "")?;
+    // Auto-discovery on: this test is about the deny set's contents, which
+    // deny mode alone empties (closes) while nothing is introspected.
+    let mut stack = Stack::new(&fake.url(), &ns, "br-notify", Stack::DENY_OPEN)?;
     let (rx, path) = notify_socket(stack.dir.path())?;
     // The order, proven: with the helper down the daemon comes up, serves
     // HTTP and says it waits for the sync, but sends no READY; READY comes
