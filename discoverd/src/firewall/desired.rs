@@ -67,6 +67,41 @@ pub fn plan(configured: FilterMode, discovery: bool, introspections: u64) -> Pla
     }
 }
 
+/// Logs at info when unknown MACs start or stop passing, and why.
+pub(super) fn log_change(before: Option<Plan>, now: Plan, discovery: bool, introspections: u64) {
+    if before == Some(now) {
+        return;
+    }
+    match (before, now) {
+        (_, Plan::Deny) if discovery => {
+            tracing::info!("DHCP filter open for unknown MACs: discovery is on (node_not_found_hook)");
+        }
+        (Some(Plan::Closed), Plan::Deny) => {
+            tracing::info!(
+                introspections,
+                "DHCP filter open for unknown MACs: an introspection started"
+            );
+        }
+        (_, Plan::Deny) => {
+            tracing::info!(
+                introspections,
+                "DHCP filter open for unknown MACs: introspections are running"
+            );
+        }
+        (Some(_), Plan::Closed) => {
+            tracing::info!(
+                "DHCP filter closed: the last introspection ended, no DHCP passes until the next starts"
+            );
+        }
+        (None, Plan::Closed) => {
+            tracing::info!(
+                "DHCP filter closed: no introspection is running, no DHCP passes until one starts"
+            );
+        }
+        (_, Plan::Allow) => {}
+    }
+}
+
 /// Pure: the MACs the filter's set must hold. Deny: every Ironic port's
 /// MAC except those under introspection (discoverd 1.0, §7). Allow:
 /// exactly the MACs under introspection. Closed: none.

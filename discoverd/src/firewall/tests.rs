@@ -1,4 +1,5 @@
 use super::*;
+use common::MacAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 fn s(v: &[&str]) -> Vec<String> {
