@@ -101,7 +101,7 @@ async fn one_introspection_costs_one_node_patch_and_no_redundant_call() -> anyho
         expect(&[
             ("GET /v1/nodes/*", 2),
             ("GET /v1/nodes/*/validate", 1),
-            ("GET /v1/nodes/*/ports", 2),
+            ("GET /v1/ports", 2),
             ("PATCH /v1/nodes/*", 1),
             ("PUT /v1/nodes/*/management/boot_device", 1),
             ("PUT /v1/nodes/*/states/power", 2),

@@ -138,7 +138,7 @@ impl Step {
     fn target(self) -> (Method, String) {
         match self {
             Step::GetNode => (Method::GET, format!("/v1/nodes/{NODE}")),
-            Step::ListPorts => (Method::GET, format!("/v1/nodes/{NODE}/ports")),
+            Step::ListPorts => (Method::GET, "/v1/ports".to_owned()),
             Step::CreatePort => (Method::POST, "/v1/ports".into()),
             Step::PatchNode => (Method::PATCH, format!("/v1/nodes/{NODE}")),
             Step::PowerOff => (Method::PUT, format!("/v1/nodes/{NODE}/states/power")),

@@ -456,18 +456,28 @@ async fn all_ports(
     uri: Uri,
     headers: axum::http::HeaderMap,
 ) -> Response {
-    // Ironic's `?address=` filter (one MAC, any case).
+    // Ironic's `?address=` filter (one MAC, any case) and `?node_uuid=`
+    // (a 404 for a node it does not have).
     let address = q.get("address").map(|a| a.to_lowercase());
-    let ports = lock(&s)
+    let node = q.get("node_uuid");
+    let g = lock(&s);
+    if let Some(n) = node
+        && !g.nodes.contains_key(n)
+    {
+        return ironic_error(StatusCode::NOT_FOUND, &format!("Node {n} could not be found."));
+    }
+    let ports = g
         .ports
         .values()
         .filter(|p| {
             address
                 .as_deref()
                 .is_none_or(|a| p["address"].as_str() == Some(a))
+                && node.is_none_or(|n| p["node_uuid"] == n.as_str())
         })
         .cloned()
         .collect();
+    drop(g);
     let host = headers
         .get("host")
         .and_then(|h| h.to_str().ok())
