@@ -414,6 +414,9 @@ async fn run() {
     let insp = insp.trim_end_matches('/').to_owned();
     let ironic_pid = env("DISCOVERD_BENCH_IRONIC_PID").and_then(|v| v.trim().parse().ok());
     let log = env("DISCOVERD_BENCH_IRONIC_LOG").map(std::path::PathBuf::from);
+    let min_poll_ms: u64 = env("DISCOVERD_BENCH_PACE_POLL_MS")
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(50);
     let sizes: Vec<usize> = env("DISCOVERD_BENCH_PACE_SIZES")
         .unwrap_or_else(|| "1,50,200".into())
         .split(',')
@@ -522,8 +525,11 @@ async fn run() {
                 .zip(&spec)
                 .map(|(u, (bmc, mac))| (u.clone(), ipa_payload(mac, bmc)))
                 .collect();
-            // Polls spread over the nodes: at most ~200 status GETs/s.
-            let poll = Duration::from_millis((5 * n as u64).max(50));
+            // Polls spread over the nodes: at most ~200 status GETs/s. The
+            // poll rounds both ends of a node's time up (`waiting` seen
+            // late, `finished` seen late): `DISCOVERD_BENCH_PACE_POLL_MS`
+            // (default 50) is the shortest period.
+            let poll = Duration::from_millis((5 * n as u64).max(min_poll_ms));
             let mut runs = Vec::new();
             for chunk in nodes.chunks(n.max(1)) {
                 runs.push(pace_run(&http, base, chunk, poll, ironic_pid, log.as_deref()).await);
