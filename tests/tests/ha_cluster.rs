@@ -328,6 +328,8 @@ async fn three_daemons_survive_a_kill_and_a_postgresql_restart() -> anyhow::Resu
     for (i, code) in post_all(&cluster.http, reports).await?.into_iter().enumerate() {
         assert_eq!(code, 200, "report of {}", uuids[i]);
     }
+    // The kill right after their 202s. A start whose reboot was sent
+    // is `waiting`, which no daemon holds: the first ones may get there.
     for i in late.clone() {
         assert_eq!(cluster.introspect(2, &uuids[i]).await?, 202);
     }
@@ -427,13 +429,12 @@ async fn three_daemons_survive_a_kill_and_a_postgresql_restart() -> anyhow::Resu
             history(&logs, uuid)
         );
     }
-    for i in late {
-        assert!(
-            held.contains(&uuids[i]),
-            "late start {} not in flight at the kill",
-            uuids[i]
-        );
-    }
+    // At least one late start was taken over (the others may have
+    // reached `waiting` before the kill; they finished above like any).
+    assert!(
+        late.clone().any(|i| held.contains(&uuids[i])),
+        "no late start was in flight at the kill: no start was taken over"
+    );
     eprintln!(
         "ha_cluster: {finishing} nodes, {} held by the killed daemon, first-half reports per daemon {reported:?}; \
          during the restart {answers}at {phases:.1?}; logs in {}",
