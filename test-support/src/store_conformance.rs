@@ -451,14 +451,16 @@ async fn reopen_is_a_compare_and_swap_on_ended_nodes(s: Store) -> anyhow::Result
 /// and MACs, moved on to `processing`; a compare-and-swap like a start,
 /// over an ended run of the same node too.
 async fn enroll_records_an_enrolling_node(s: Store) -> anyhow::Result<()> {
-    let st = s.enroll(&new(id(1), Some("10.0.0.7")), None, t(10)).await?;
+    let st = s
+        .record(&new(id(1), Some("10.0.0.7")), None, t(10), State::Enrolling)
+        .await?;
     ensure!(st.state == State::Enrolling && st.started_at == t(10) && !st.finished());
     ensure!(s.get(id(1)).await? == st);
     s.add_macs(id(1), &[mac(7)]).await?;
     ensure!(s.find(&by_bmc("10.0.0.7")).await?.node == id(1));
     ensure!(s.find(&by_mac(mac(7))).await?.state == State::Enrolling);
     ensure!(matches!(
-        s.enroll(&new(id(1), None), None, t(11)).await,
+        s.record(&new(id(1), None), None, t(11), State::Enrolling).await,
         Err(StoreError::StateChanged {
             actual: Some(State::Enrolling),
             ..
@@ -466,13 +468,19 @@ async fn enroll_records_an_enrolling_node(s: Store) -> anyhow::Result<()> {
     ));
     // Another node cannot take the BMC address meanwhile.
     ensure!(matches!(
-        s.enroll(&new(id(2), Some("10.0.0.7")), None, t(11)).await,
+        s.record(&new(id(2), Some("10.0.0.7")), None, t(11), State::Enrolling)
+            .await,
         Err(StoreError::Duplicate { .. })
     ));
     s.transition(id(1), State::Enrolling, State::Processing).await?;
     s.finish(id(1), State::Processing, Some("boom"), t(12)).await?;
     let again = s
-        .enroll(&new(id(1), Some("10.0.0.7")), Some(State::Error), t(13))
+        .record(
+            &new(id(1), Some("10.0.0.7")),
+            Some(State::Error),
+            t(13),
+            State::Enrolling,
+        )
         .await?;
     ensure!(again.state == State::Enrolling && again.error.is_none() && again.finished_at.is_none());
     Ok(())

@@ -86,33 +86,27 @@ impl Lifecycle {
 
     /// Records a start (durably: the caller answers only after this).
     pub async fn start(&self, new: &NewIntrospection) -> Result<Status, MoveError> {
-        let from = match self.store.get(new.node).await {
-            Ok(s) => Some(s.state),
-            Err(StoreError::NotFound(_)) => None,
-            Err(e) => return Err(e.into()),
-        };
-        next(from, Transition::Start).map_err(|source| MoveError::Illegal {
-            node: new.node,
-            source,
-        })?;
-        let status = self.store.start(new, from, Timestamp::now()).await?;
-        self.publish(&status, from);
-        Ok(status)
+        self.record(new, Transition::Start).await
     }
 
     /// Records an auto-discovered node in `enrolling` (durably, before
     /// its report is processed); as [`Lifecycle::start`] otherwise.
     pub async fn enroll(&self, new: &NewIntrospection) -> Result<Status, MoveError> {
+        self.record(new, Transition::Enroll).await
+    }
+
+    /// A new record of `new.node` in the state `event` leads to.
+    async fn record(&self, new: &NewIntrospection, event: Transition) -> Result<Status, MoveError> {
         let from = match self.store.get(new.node).await {
             Ok(s) => Some(s.state),
             Err(StoreError::NotFound(_)) => None,
             Err(e) => return Err(e.into()),
         };
-        next(from, Transition::Enroll).map_err(|source| MoveError::Illegal {
+        let to = next(from, event).map_err(|source| MoveError::Illegal {
             node: new.node,
             source,
         })?;
-        let status = self.store.enroll(new, from, Timestamp::now()).await?;
+        let status = self.store.record(new, from, Timestamp::now(), to).await?;
         self.publish(&status, from);
         Ok(status)
     }

@@ -157,27 +157,30 @@ fn show(s: Option<State>) -> &'static str {
 /// (`Arc<dyn NodeStore>`) and safe to call concurrently.
 #[async_trait::async_trait]
 pub trait NodeStore: Send + Sync + fmt::Debug {
-    /// Records a new introspection of `new.node` in state `starting`,
-    /// replacing any earlier one whose state is still `expected` (`None`:
-    /// no record). Attributes and options of the earlier run go; the BMC
-    /// address becomes a lookup attribute. A BMC address held by another
-    /// active node is [`StoreError::Duplicate`], and nothing is written.
+    /// Records a new introspection of `new.node` in `state` (`starting`,
+    /// or `enrolling` for a node auto-discovery created in Ironic, whose
+    /// report is processed next), replacing any earlier one whose state is
+    /// still `expected` (`None`: no record). Attributes and options of the
+    /// earlier run go; the BMC address becomes a lookup attribute. A BMC
+    /// address held by another active node is [`StoreError::Duplicate`],
+    /// and nothing is written.
+    async fn record(
+        &self,
+        new: &NewIntrospection,
+        expected: Option<State>,
+        at: Timestamp,
+        state: State,
+    ) -> Result<Status, StoreError>;
+
+    /// [`NodeStore::record`] in state `starting`.
     async fn start(
         &self,
         new: &NewIntrospection,
         expected: Option<State>,
         at: Timestamp,
-    ) -> Result<Status, StoreError>;
-
-    /// [`NodeStore::start`] for a node auto-discovery created in Ironic:
-    /// the record begins in state `enrolling` (its report is processed
-    /// next), with the same attributes, options and checks.
-    async fn enroll(
-        &self,
-        new: &NewIntrospection,
-        expected: Option<State>,
-        at: Timestamp,
-    ) -> Result<Status, StoreError>;
+    ) -> Result<Status, StoreError> {
+        self.record(new, expected, at, State::Starting).await
+    }
 
     /// Adds MACs as lookup attributes of an active node; one held by
     /// another active node is [`StoreError::Duplicate`], nothing written.

@@ -124,8 +124,10 @@ fn micros(t: Timestamp) -> i64 {
     t.as_micros()
 }
 
-impl PostgresStore {
-    /// A new record of `new.node` in `state` (`starting`, `enrolling`).
+impl PostgresStore {}
+
+#[async_trait::async_trait]
+impl NodeStore for PostgresStore {
     async fn record(
         &self,
         new: &NewIntrospection,
@@ -204,27 +206,6 @@ impl PostgresStore {
             finished_at: None,
             error: None,
         })
-    }
-}
-
-#[async_trait::async_trait]
-impl NodeStore for PostgresStore {
-    async fn start(
-        &self,
-        new: &NewIntrospection,
-        expected: Option<State>,
-        at: Timestamp,
-    ) -> Result<Status, StoreError> {
-        self.record(new, expected, at, State::Starting).await
-    }
-
-    async fn enroll(
-        &self,
-        new: &NewIntrospection,
-        expected: Option<State>,
-        at: Timestamp,
-    ) -> Result<Status, StoreError> {
-        self.record(new, expected, at, State::Enrolling).await
     }
 
     async fn add_macs(&self, node: NodeId, macs: &[MacAddr]) -> Result<(), StoreError> {

@@ -144,8 +144,10 @@ fn backend(
     }
 }
 
-impl SqliteStore {
-    /// A new record of `new.node` in `state` (`starting`, `enrolling`).
+impl SqliteStore {}
+
+#[async_trait::async_trait]
+impl NodeStore for SqliteStore {
     async fn record(
         &self,
         new: &NewIntrospection,
@@ -191,27 +193,6 @@ impl SqliteStore {
             },
         )
         .await
-    }
-}
-
-#[async_trait::async_trait]
-impl NodeStore for SqliteStore {
-    async fn start(
-        &self,
-        new: &NewIntrospection,
-        expected: Option<State>,
-        at: Timestamp,
-    ) -> Result<Status, StoreError> {
-        self.record(new, expected, at, State::Starting).await
-    }
-
-    async fn enroll(
-        &self,
-        new: &NewIntrospection,
-        expected: Option<State>,
-        at: Timestamp,
-    ) -> Result<Status, StoreError> {
-        self.record(new, expected, at, State::Enrolling).await
     }
 
     async fn add_macs(&self, node: NodeId, macs: &[MacAddr]) -> Result<(), StoreError> {
