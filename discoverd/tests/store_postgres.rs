@@ -8,22 +8,31 @@ use discoverd::store::NodeStore;
 use discoverd::store::postgres::PostgresStore;
 use test_support::postgres::TestDatabase;
 
+/// The databases of a suite's cases, kept (alive) until the suite ends.
+#[derive(Clone, Default)]
+struct Databases(Arc<Mutex<Vec<TestDatabase>>>);
+
+impl Databases {
+    /// A store on a database of its own.
+    async fn fresh_store(&self) -> anyhow::Result<Arc<PostgresStore>> {
+        let db = TestDatabase::create()
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no PostgreSQL"))?;
+        let store = PostgresStore::open(&db.url).await?;
+        self.0.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.push(db);
+        Ok(Arc::new(store))
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_passes_the_conformance_suite() -> anyhow::Result<()> {
     if test_support::postgres::server()?.is_none() {
         return Ok(());
     }
-    let dbs = Arc::new(Mutex::new(Vec::new()));
+    let dbs = Databases::default();
     test_support::store_conformance::run(|| {
         let dbs = dbs.clone();
-        async move {
-            let db = TestDatabase::create()
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("no PostgreSQL"))?;
-            let store = PostgresStore::open(&db.url).await?;
-            dbs.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.push(db);
-            Ok(Arc::new(store) as Arc<dyn NodeStore>)
-        }
+        async move { Ok(dbs.fresh_store().await? as Arc<dyn NodeStore>) }
     })
     .await
 }
@@ -34,17 +43,10 @@ async fn postgres_passes_the_rule_conformance_suite() -> anyhow::Result<()> {
     if test_support::postgres::server()?.is_none() {
         return Ok(());
     }
-    let dbs = Arc::new(Mutex::new(Vec::new()));
+    let dbs = Databases::default();
     test_support::rule_conformance::run(|| {
         let dbs = dbs.clone();
-        async move {
-            let db = TestDatabase::create()
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("no PostgreSQL"))?;
-            let store = PostgresStore::open(&db.url).await?;
-            dbs.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.push(db);
-            Ok(Arc::new(store) as Arc<dyn RuleStore>)
-        }
+        async move { Ok(dbs.fresh_store().await? as Arc<dyn RuleStore>) }
     })
     .await
 }
