@@ -46,15 +46,29 @@ pub fn normalize(value: Value) -> Result<Data, PayloadError> {
         Value::Object(m) => m,
         other => return Err(PayloadError::NotAnObject(type_name(&other))),
     };
-    let Some(inventory) = data.get("inventory").cloned() else {
-        return Ok(data);
+    let added = match data.get("inventory") {
+        None => return Ok(data),
+        Some(inventory) => flat_keys(inventory, data.get("root_disk"))?,
     };
+    // The ramdisk's own top-level keys win (1.0 payloads carry them).
+    for (key, value) in added {
+        data.entry(key).or_insert(value);
+    }
+    Ok(data)
+}
+
+/// The flat keys an IPA inventory gives, read without copying it.
+fn flat_keys(
+    inventory: &Value,
+    root_disk: Option<&Value>,
+) -> Result<Vec<(&'static str, Value)>, PayloadError> {
     let inv = inventory.as_object().ok_or_else(|| {
         PayloadError::BadField(format!(
             "inventory must be an object, got {}",
-            type_name(&inventory)
+            type_name(inventory)
         ))
     })?;
+    let mut added = Vec::with_capacity(7);
     if let Some(list) = inv.get("interfaces") {
         let list = list
             .as_array()
@@ -79,21 +93,20 @@ pub fn normalize(value: Value) -> Result<Data, PayloadError> {
             }
             interfaces.insert(name, Value::Object(flat));
         }
-        data.entry("interfaces").or_insert(Value::Object(interfaces));
+        added.push(("interfaces", Value::Object(interfaces)));
     }
     if let Some(cpu) = inv.get("cpu") {
         if let Some(count) = cpu.get("count") {
-            data.entry("cpus").or_insert(count.clone());
+            added.push(("cpus", count.clone()));
         }
         if let Some(arch) = cpu.get("architecture") {
-            data.entry("cpu_arch").or_insert(arch.clone());
+            added.push(("cpu_arch", arch.clone()));
         }
     }
     if let Some(mb) = inv.get("memory").and_then(|m| m.get("physical_mb")) {
-        data.entry("memory_mb").or_insert(mb.clone());
+        added.push(("memory_mb", mb.clone()));
     }
-    let root_size = data
-        .get("root_disk")
+    let root_size = root_disk
         .and_then(|d| d.get("size"))
         .and_then(Value::as_u64)
         .or_else(|| {
@@ -105,22 +118,19 @@ pub fn normalize(value: Value) -> Result<Data, PayloadError> {
                 .min()
         });
     if let Some(size) = root_size {
-        data.entry("local_gb")
-            .or_insert(Value::from((size / GIB).saturating_sub(1)));
+        added.push(("local_gb", Value::from((size / GIB).saturating_sub(1))));
     }
     if let Some(bmc) = inv
         .get("bmc_address")
         .and_then(Value::as_str)
         .filter(|b| !b.is_empty() && *b != "0.0.0.0")
     {
-        data.entry("ipmi_address").or_insert(Value::from(bmc));
+        added.push(("ipmi_address", Value::from(bmc)));
     }
-    if !data.contains_key("boot_interface")
-        && let Some(pxe) = inv.get("boot").and_then(|b| b.get("pxe_interface")).cloned()
-    {
-        data.insert("boot_interface".into(), pxe);
+    if let Some(pxe) = inv.get("boot").and_then(|b| b.get("pxe_interface")) {
+        added.push(("boot_interface", pxe.clone()));
     }
-    Ok(data)
+    Ok(added)
 }
 
 /// Python truthiness, which 1.0's checks use: 0, "", null, [], {} and

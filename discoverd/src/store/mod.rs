@@ -62,15 +62,19 @@ pub struct LookupKey {
 impl fmt::Display for LookupKey {
     /// Python's repr of the attribute dict, as discoverd 1.0's messages show it.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut parts = Vec::new();
-        if let Some(b) = self.bmc_address.as_deref().filter(|b| !b.is_empty()) {
-            parts.push(format!("'bmc_address': '{b}'"));
+        f.write_str("{")?;
+        let bmc = self.bmc_address.as_deref().filter(|b| !b.is_empty());
+        if let Some(b) = bmc {
+            write!(f, "'bmc_address': '{b}'")?;
         }
         if !self.macs.is_empty() {
-            let list: Vec<String> = self.macs.iter().map(|m| format!("'{m}'")).collect();
-            parts.push(format!("'mac': [{}]", list.join(", ")));
+            f.write_str(if bmc.is_some() { ", 'mac': [" } else { "'mac': [" })?;
+            for (i, m) in self.macs.iter().enumerate() {
+                write!(f, "{}'{m}'", if i == 0 { "" } else { ", " })?;
+            }
+            f.write_str("]")?;
         }
-        write!(f, "{{{}}}", parts.join(", "))
+        f.write_str("}")
     }
 }
 
@@ -295,5 +299,36 @@ pub trait NodeStore: Send + Sync + fmt::Debug {
     /// lease expired; each is returned to one daemon only.
     async fn claim_expired(&self, _limit: usize) -> Result<Vec<Orphan>, StoreError> {
         Ok(Vec::new())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LookupKey;
+
+    fn key(bmc: Option<&str>, macs: &[&str]) -> LookupKey {
+        LookupKey {
+            bmc_address: bmc.map(str::to_owned),
+            macs: macs.iter().filter_map(|m| m.parse().ok()).collect(),
+        }
+    }
+
+    /// The 404's text shows the attributes as 1.0's Python dict repr.
+    #[test]
+    fn a_key_reads_as_the_python_dict_of_its_attributes() {
+        let both = key(Some("192.0.2.1"), &["52:54:00:AA:00:01", "52:54:00:aa:00:02"]);
+        assert_eq!(
+            both.to_string(),
+            "{'bmc_address': '192.0.2.1', 'mac': ['52:54:00:aa:00:01', '52:54:00:aa:00:02']}"
+        );
+        assert_eq!(
+            key(Some("192.0.2.1"), &[]).to_string(),
+            "{'bmc_address': '192.0.2.1'}"
+        );
+        assert_eq!(
+            key(Some(""), &["52:54:00:aa:00:01"]).to_string(),
+            "{'mac': ['52:54:00:aa:00:01']}"
+        );
+        assert_eq!(key(None, &[]).to_string(), "{}");
     }
 }
