@@ -6,7 +6,9 @@
 //! For 1, 50 and 200 fresh fake-hardware nodes per service (fewer with
 //! `DISCOVERD_BENCH_PACE_SIZES=1,50`; the single node five times in a row,
 //! one p50 over the five; up to 50 nodes, three rounds with the services
-//! taking turns, `DISCOVERD_BENCH_PACE_ROUNDS`), every node is started at once and its
+//! taking turns going first, `DISCOVERD_BENCH_PACE_ROUNDS`; each batch
+//! starts on a settled Ironic and its nodes are deleted after it), every
+//! node is started at once and its
 //! "ramdisk" posts its report as soon as the service says the node is
 //! `waiting` (a node that boots fast; the `api` bench's scale run waits for
 //! Ironic's power state first). Per node: start → status `finished`, p50 and
@@ -152,6 +154,48 @@ async fn status(http: &reqwest::Client, base: &str, uuid: &str) -> Value {
     match http.get(format!("{base}/v1/introspection/{uuid}")).send().await {
         Ok(r) => r.json().await.unwrap_or(Value::Null),
         Err(_) => Value::Null,
+    }
+}
+
+/// Waits (at most 20 s) until Ironic used under 5 % of a core over a
+/// second: the power actions and notifications of the previous round are
+/// done.
+async fn settle(ironic_pid: Option<u32>) {
+    let Some(pid) = ironic_pid else { return };
+    for _ in 0..20 {
+        let before = tree_cpu(pid);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if tree_cpu(pid) - before < 0.05 {
+            return;
+        }
+    }
+}
+
+/// Deletes the nodes, 8 at a time (a node still locked by its power-off
+/// is asked again, up to 10 times).
+async fn delete_all(ironic: &IronicRest, uuids: &[String]) {
+    let sem = Arc::new(tokio::sync::Semaphore::new(8));
+    let tasks: Vec<_> = uuids
+        .iter()
+        .map(|u| {
+            let (ironic, u, sem) = (ironic.clone(), u.clone(), sem.clone());
+            tokio::spawn(async move {
+                let _permit = sem.acquire().await;
+                for _ in 0..10 {
+                    if ironic
+                        .send(reqwest::Method::DELETE, &format!("/v1/nodes/{u}"), None)
+                        .await
+                        .is_ok()
+                    {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        let _ = t.await;
     }
 }
 
@@ -530,13 +574,16 @@ async fn run() {
         let mut p50s: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
         for round in 0..rounds {
             let mut pair = Vec::new();
-            for (s, (name, base)) in [
+            let services = [
                 ("ironic-discoverd", daemon.base.as_str()),
                 ("ironic-inspector 12.5", insp.as_str()),
-            ]
-            .into_iter()
-            .enumerate()
-            {
+            ];
+            // The services take turns going first, so neither always
+            // meets what the other left Ironic doing.
+            let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+            for s in order {
+                let (name, base) = services[s];
+                settle(ironic_pid).await;
                 let prefix = format!("52:{:02x}:{tag:02x}:{:02x}", 0xa0 + s, k * 16 + round);
                 let spec: Vec<(String, String)> = (0..n * repeats)
                     .map(|i| {
@@ -588,6 +635,9 @@ async fn run() {
                 walls[s].push(r.wall);
                 p50s[s].push(pct(&r.per_node, 50));
                 pair.push((name, n * repeats, r));
+                // Ironic's periodic tasks walk every node: each round
+                // starts with as many nodes as the first.
+                delete_all(&ironic, &uuids).await;
             }
             details.push(pair);
         }
