@@ -164,6 +164,10 @@ fn rules(scope: &str, fail_scope: &str) -> Vec<Value> {
             "conditions": [{"op": "in-net", "field": "data://inventory.interfaces[0].ipv4_address", "value": "100.64.77.0/24"}],
             "actions": [{"action": "add-trait", "name": "CUSTOM_RACK_77"},
                         {"action": "extend-attribute", "path": "/extra/tags", "value": "rack77"}]}),
+        // `node://` on a field the daemon itself has no use for.
+        json!({"description": "hooks differential: by resource class", "scope": scope,
+            "conditions": [{"op": "eq", "field": "node://resource_class", "value": "hooks-diff-gold"}],
+            "actions": [{"action": "set-attribute", "path": "/extra/by_class", "value": "gold"}]}),
         json!({"description": "hooks differential: fail", "scope": fail_scope, "conditions": [],
             "actions": [{"action": "fail", "message": "hooks differential: refused by rule"}]}),
     ]
@@ -191,7 +195,8 @@ async fn enroll(ironic: &IronicRest, tag: u8, scope: &str) -> anyhow::Result<Sub
             Some(json!([
                 {"op": "add", "path": "/properties/root_device", "value": {"size": ">= 300", "rotational": false}},
                 {"op": "add", "path": "/properties/inspection_scope", "value": scope},
-                {"op": "add", "path": "/properties/capabilities", "value": "boot_mode:bios,profile:compute"}
+                {"op": "add", "path": "/properties/capabilities", "value": "boot_mode:bios,profile:compute"},
+                {"op": "add", "path": "/resource_class", "value": "hooks-diff-gold"}
             ])),
         )
         .await?;
@@ -403,12 +408,17 @@ async fn hooks_and_rules_give_what_ironic_inspector_gives() -> anyhow::Result<()
         );
         anyhow::ensure!(sb["error"].is_null(), "ironic-inspector failed the node: {sb}");
         let mut differences = Vec::new();
-        diff(
-            "",
-            &in_ironic(&ironic, &ours).await?,
-            &in_ironic(&ironic, &theirs).await?,
-            &mut differences,
+        let (ironic_ours, ironic_theirs) = (
+            in_ironic(&ironic, &ours).await?,
+            in_ironic(&ironic, &theirs).await?,
         );
+        // The `node://resource_class` rule held for both (equal would
+        // also be neither).
+        anyhow::ensure!(
+            ironic_theirs["extra"]["by_class"] == "gold",
+            "the inspector did not apply the node:// rule: {ironic_theirs}"
+        );
+        diff("", &ironic_ours, &ironic_theirs, &mut differences);
         diff(
             "/data",
             &hook_data(&ours, &a.data(&ours.uuid).await?),

@@ -26,6 +26,11 @@ pub struct Node {
     pub provision_state: Option<String>,
     #[serde(default)]
     pub power_state: Option<String>,
+    /// Every other field Ironic sent (`resource_class`,
+    /// `driver_internal_info`, `traits`, ...), untouched: introspection
+    /// rules' `node://` fields read the whole node, as ironic-inspector's do.
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
 }
 
 impl Node {

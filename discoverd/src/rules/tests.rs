@@ -70,6 +70,36 @@ fn conditions_as_the_inspector_reads_them() {
     }
 }
 
+/// `node://` reads the node as Ironic sent it, not only the fields the
+/// daemon itself uses.
+#[test]
+fn node_fields_are_every_field_ironic_sent() -> Result<(), serde_json::Error> {
+    let node: crate::ironic::Node = serde_json::from_value(json!({
+        "uuid": "u", "driver": "ipmi", "resource_class": "gold",
+        "driver_internal_info": {"clean_steps": null}, "conductor_group": ""}))?;
+    let seen = node_json(&node);
+    assert_eq!(seen["resource_class"], "gold");
+    assert_eq!(seen["id"], "u");
+    for (c, want) in [
+        (
+            json!({"op": "eq", "field": "node://resource_class", "value": "gold"}),
+            true,
+        ),
+        (
+            json!({"op": "is-empty", "field": "node://driver_internal_info.clean_steps"}),
+            true,
+        ),
+        (
+            json!({"op": "eq", "field": "node://resource_class", "value": "silver"}),
+            false,
+        ),
+    ] {
+        let held = apply([&cond(c.clone())], &seen, &data()).is_ok_and(|e| !e.add_traits.is_empty());
+        assert_eq!(held, want, "{c}");
+    }
+    Ok(())
+}
+
 #[test]
 fn scope_limits_a_rule_to_nodes_of_that_scope() {
     let add = json!([{"action": "add-trait", "name": "CUSTOM_X"}]);
