@@ -671,5 +671,23 @@ async fn run() {
             }
         }
     }
+    // Why a node took more than nine requests: the daemon's failed tries
+    // (each retried), by call and answer.
+    let scrape = match http.get(format!("{}/metrics", daemon.base)).send().await {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(e) => format!("(no /metrics: {e})"),
+    };
+    let failed: Vec<&str> = scrape
+        .lines()
+        .filter(|l| l.starts_with("ironic_discoverd_ironic_call_errors_total{"))
+        .collect();
+    println!(
+        "\nThe daemon's failed Ironic tries over the whole run (retried; /metrics): {}",
+        if failed.is_empty() {
+            "none".to_owned()
+        } else {
+            failed.join(", ")
+        }
+    );
     println!("\nload average at the end: {}", loadavg());
 }

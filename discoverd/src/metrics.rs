@@ -20,7 +20,7 @@ use prometheus_client::registry::Registry;
 
 use crate::domain::State;
 use crate::events::EventBus;
-use crate::ironic::{CallObserver, CallRecord};
+use crate::ironic::{CallObserver, CallOutcome, CallRecord};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabel {
@@ -30,6 +30,14 @@ pub struct ResultLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CallLabel {
     pub call: String,
+}
+
+/// A failed Ironic request: the call and what came back (`409`, `503`,
+/// ..., `connection` for a failed or dropped connection, `timeout`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallErrorLabel {
+    pub call: String,
+    pub answer: String,
 }
 
 /// Every metric the daemon exports. Cheap to clone.
@@ -42,7 +50,7 @@ pub struct Metrics {
     pub in_flight: Gauge,
     pub continue_requests: Family<ResultLabel, Counter>,
     pub ironic_latency: Family<CallLabel, Histogram>,
-    pub ironic_errors: Family<CallLabel, Counter>,
+    pub ironic_errors: Family<CallErrorLabel, Counter>,
     pub firewall_sync_seconds: Histogram,
     pub firewall_macs: Gauge,
     pub helper_connected: Gauge,
@@ -125,15 +133,25 @@ impl Metrics {
     }
 
     /// Records one Ironic request.
-    pub fn ironic_call(&self, call: &str, took: Duration, ok: bool) {
+    pub fn ironic_call(&self, call: &str, took: Duration, outcome: CallOutcome) {
         let label = CallLabel {
             call: call.to_owned(),
         };
         self.ironic_latency
             .get_or_create(&label)
             .observe(took.as_secs_f64());
-        if !ok {
-            self.ironic_errors.get_or_create(&label).inc();
+        if !outcome.is_success() {
+            let answer = match outcome {
+                CallOutcome::Status(s) => s.to_string(),
+                CallOutcome::ConnectionFailed => "connection".to_owned(),
+                CallOutcome::TimedOut => "timeout".to_owned(),
+            };
+            self.ironic_errors
+                .get_or_create(&CallErrorLabel {
+                    call: call.to_owned(),
+                    answer,
+                })
+                .inc();
         }
     }
 
@@ -198,10 +216,11 @@ impl Metrics {
 }
 
 /// The Ironic client reports every request here (wired in `app.rs`):
-/// latency and failures by call, every try counted (retries included).
+/// latency by call, failures by call and answer, every try counted
+/// (retries included).
 impl CallObserver for Metrics {
     fn observe(&self, r: &CallRecord<'_>) {
-        self.ironic_call(r.call, r.took, r.outcome.is_success());
+        self.ironic_call(r.call, r.took, r.outcome);
     }
 }
 
@@ -214,7 +233,9 @@ mod tests {
         let m = Metrics::new();
         m.introspections_started.inc();
         m.continue_result(404);
-        m.ironic_call("get_node", Duration::from_millis(3), false);
+        m.ironic_call("get_node", Duration::from_millis(3), CallOutcome::Status(409));
+        m.ironic_call("get_node", Duration::from_millis(3), CallOutcome::TimedOut);
+        m.ironic_call("get_node", Duration::from_millis(3), CallOutcome::Status(200));
         let text = m.render();
         assert!(
             text.contains("ironic_discoverd_introspections_started_total 1"),
@@ -225,11 +246,17 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("ironic_discoverd_ironic_call_errors_total{call=\"get_node\"} 1"),
+            text.contains("ironic_discoverd_ironic_call_errors_total{call=\"get_node\",answer=\"409\"} 1"),
             "{text}"
         );
         assert!(
-            text.contains("ironic_discoverd_ironic_call_seconds_count{call=\"get_node\"} 1"),
+            text.contains(
+                "ironic_discoverd_ironic_call_errors_total{call=\"get_node\",answer=\"timeout\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("ironic_discoverd_ironic_call_seconds_count{call=\"get_node\"} 3"),
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"));
@@ -246,7 +273,7 @@ mod tests {
         m.firewall_sync_seconds.observe(0.002);
         m.continue_result(200);
         m.continue_result(200);
-        m.ironic_call("patch_node", Duration::from_millis(1), true);
+        m.ironic_call("patch_node", Duration::from_millis(1), CallOutcome::Status(200));
         let text = m.render();
         for line in [
             "ironic_discoverd_introspections_in_flight 3",
