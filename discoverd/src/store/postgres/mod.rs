@@ -124,8 +124,6 @@ fn micros(t: Timestamp) -> i64 {
     t.as_micros()
 }
 
-impl PostgresStore {}
-
 #[async_trait::async_trait]
 impl NodeStore for PostgresStore {
     async fn record(
@@ -357,7 +355,6 @@ impl NodeStore for PostgresStore {
     }
 
     async fn find(&self, key: &LookupKey) -> Result<Status, StoreError> {
-        let described = key.to_string();
         let bmc = key.bmc_address.as_deref().filter(|b| !b.is_empty());
         let macs: Vec<String> = key.macs.iter().map(MacAddr::to_string).collect();
         let rows = self
@@ -370,15 +367,15 @@ impl NodeStore for PostgresStore {
             )
             .await?;
         let node = match rows.as_slice() {
-            [] => return Err(StoreError::NoMatch(described)),
+            [] => return Err(StoreError::NoMatch(key.to_string())),
             [one] => NodeId::new(
                 one.try_get(0)
                     .map_err(backend("look a node up", &self.location))?,
             ),
-            _ => return Err(StoreError::Ambiguous(described)),
+            _ => return Err(StoreError::Ambiguous(key.to_string())),
         };
         let status = self.get(node).await.map_err(|e| match e {
-            StoreError::NotFound(_) => StoreError::NoMatch(described.clone()),
+            StoreError::NotFound(_) => StoreError::NoMatch(key.to_string()),
             e => e,
         })?;
         if let Some(at) = status.finished_at {

@@ -144,8 +144,6 @@ fn backend(
     }
 }
 
-impl SqliteStore {}
-
 #[async_trait::async_trait]
 impl NodeStore for SqliteStore {
     async fn record(
