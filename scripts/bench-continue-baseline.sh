@@ -14,6 +14,8 @@
 # daemon. Prints a Markdown table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=lib/service.sh
+. scripts/lib/service.sh
 rev=${1:-06d279f}
 rounds=${2:-3}
 [ "$(id -u)" = 0 ] || { echo "run as root (the daemons run as nobody)" >&2; exit 2; }
@@ -41,9 +43,6 @@ CARGO_TARGET_DIR=$PWD/target/baseline-$rev cargo build --locked --release \
 cp "target/baseline-$rev/release/ironic-discoverd" "$work/baseline"
 chmod 755 "$work/current" "$work/baseline"
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 ironic_port=$(free_port)
 scripts/ironic-standalone.sh start "$work/ironic" --port "$ironic_port" >&2
 port=$(free_port)
@@ -83,7 +82,8 @@ for round in $(seq "$rounds"); do
     setpriv --reuid=nobody --regid=nogroup --clear-groups \
       env RUST_LOG=warn "$work/$which" --config-file "$work/d.conf" 2>>"$work/daemon.log" &
     daemon_pid=$!
-    for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
+    echo "$daemon_pid" > "$work/daemon.pid"
+    svc_wait_http "$which daemon" "http://127.0.0.1:$port/" "$work/daemon.pid" "$work/daemon.log" 10
     code=$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' \
       -d "$body" "http://127.0.0.1:$port/v1/continue")
     [ "$code" = 404 ] || { echo "$which answered $code to the unknown node, not 404" >&2; exit 1; }

@@ -14,6 +14,8 @@
 # kept in $DISCOVERD_BENCH_LOG (default /tmp/discoverd-bench.log).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=lib/service.sh
+. scripts/lib/service.sh
 start=$(date +%s)
 step() { printf '\n==> %s (%ss)\n' "$*" "$(( $(date +%s) - start ))"; }
 log=${DISCOVERD_BENCH_LOG:-/tmp/discoverd-bench.log}
@@ -44,9 +46,6 @@ cleanup() {
   rm -rf "$services_dir"
 }
 trap cleanup EXIT
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 ironic_port=$(free_port)
 inspector_port=$(free_port)
 while [ "$inspector_port" = "$ironic_port" ]; do inspector_port=$(free_port); done

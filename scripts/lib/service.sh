@@ -1,6 +1,12 @@
-# Shared by the scripts that run a Python service in the background
-# (ironic-standalone.sh, keystone.sh, inspector.sh); sourced, not run.
-# Each service lives in a directory with its pid file.
+# Shared by the scripts that run a service in the background
+# (ironic-standalone.sh, keystone.sh, inspector.sh, and the benchmarks'
+# bench.sh and bench-continue-baseline.sh); sourced, not run. Each service
+# lives in a directory with its pid file.
+
+# free_port: a TCP port free on loopback now.
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
 
 # svc_running PIDFILE: the process in PIDFILE is alive.
 svc_running() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
