@@ -228,14 +228,18 @@ impl Processor {
     /// the report is answered 503.
     async fn requeue(&self, node: NodeId, e: ProcessError) -> ProcessError {
         tracing::warn!("report not processed, the node waits for the ramdisk's retry: {e}");
+        // Durably: the transient failure may be the database's own (it
+        // restarts), and a move back that fails only because of it must
+        // not fail the node, whose ramdisk retries once it is back.
         match self
             .lifecycle
-            .advance(node, State::Processing, Transition::Requeue)
+            .advance_durably(node, State::Processing, Transition::Requeue)
             .await
         {
             Ok(_) => e,
-            // The node left `processing` meanwhile (timed out, aborted):
-            // the retry will be told so; fail it if it is still ours.
+            // The node left `processing` meanwhile (timed out, aborted),
+            // or the database stayed down past the store's retries: the
+            // retry will be told so; fail it if it is still ours.
             Err(m) => {
                 tracing::warn!("node {node} could not go back to waiting: {m}");
                 let _ = self.lifecycle.finish(node, Outcome::Failed(e.to_string())).await;
